@@ -1,0 +1,56 @@
+# One entry point for set-up, tests, the demo and the benchmarks. Everything a target needs
+# (the virtualenv, the local Kafka broker) is set up by the target itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KAFKA := bash scripts/kafka/kafka.sh
+
+.PHONY: venv kafka-up kafka-down lint typecheck test unit demo bench schemas clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+kafka-up:
+	$(KAFKA) up
+
+kafka-down:
+	$(KAFKA) down
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+schemas: venv
+	$(PY) -m schemas.export
+
+# The whole suite, integration tests on the real broker included; the broker goes down after.
+test: venv lint typecheck
+	$(KAFKA) up
+	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(KAFKA) down; exit $$status
+
+# Pure-function tests only: no broker.
+unit: venv
+	$(PY) -m pytest -m 'not kafka' $(PYTEST_ARGS)
+
+demo: venv
+	$(KAFKA) up
+	$(PY) -m streams.demo
+
+bench: venv
+	$(KAFKA) up
+	$(PY) -m benchmarks.run
+
+clean:
+	$(KAFKA) down
+	rm -rf $(VENV) .cache var

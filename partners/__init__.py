@@ -1,0 +1,1 @@
+"""Partners: the catalog of partner kinds, and the delivery side (sink adapters and runner)."""

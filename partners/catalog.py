@@ -1,0 +1,117 @@
+"""The partner catalog: which identity types and attributes each kind of partner accepts.
+
+An output names one entry. For catalog partners the entry fixes what the partner can take and
+an output may only narrow it; the entry "custom" takes both from the output record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.records import IdentityType, OutputConfig
+
+I = IdentityType
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    name: str
+    description: str
+    accepted_identities: frozenset[IdentityType]
+    supports_attributes: bool
+    # "custom": accepted identities and attribute support come from each output record.
+    configurable: bool = False
+
+
+CATALOG: dict[str, Partner] = {
+    partner.name: partner
+    for partner in (
+        Partner(
+            name="custom",
+            description="Any partner: the output record says which identities it accepts.",
+            accepted_identities=frozenset(IdentityType),
+            supports_attributes=True,
+            configurable=True,
+        ),
+        Partner(
+            name="ad-audiences",
+            description="Ad platform audience API (shaped like Meta Custom Audiences): "
+            "hashed email and phone, mobile advertising ids.",
+            accepted_identities=frozenset({I.EMAIL, I.MOBILE_NUMBER, I.IOS_IDFA, I.ANDROID_AAID}),
+            supports_attributes=False,
+        ),
+        Partner(
+            name="push",
+            description="Push messaging service: push tokens.",
+            accepted_identities=frozenset({I.PUSH_TOKEN}),
+            supports_attributes=False,
+        ),
+        Partner(
+            name="email-crm",
+            description="Email and engagement tool (shaped like Braze /users/track): "
+            "email and customer id, with user attributes.",
+            accepted_identities=frozenset({I.EMAIL, I.CUSTOMER_ID}),
+            supports_attributes=True,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """An output resolved against its catalog entry: what the forwarder may send it."""
+
+    output_id: str
+    partner: str
+    name: str
+    accepted_identities: frozenset[IdentityType]
+    supports_attributes: bool
+    settings: dict[str, Any]
+
+
+class OutputConfigError(ValueError):
+    """An output record that names an unknown partner or asks for more than the partner takes."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def resolve_output(config: OutputConfig) -> Output:
+    partner = CATALOG.get(config.partner)
+    if partner is None:
+        known = ", ".join(sorted(CATALOG))
+        raise OutputConfigError("partner", f"unknown partner {config.partner!r} (known: {known})")
+    requested = frozenset(config.accepted_identities or ())
+    if partner.configurable:
+        if not requested:
+            raise OutputConfigError(
+                "accepted_identities", "a custom output must list the identity types it accepts"
+            )
+        accepted = requested
+        supports_attributes = bool(config.supports_attributes)
+    else:
+        extra = requested - partner.accepted_identities
+        if extra:
+            names = ", ".join(sorted(extra))
+            raise OutputConfigError(
+                "accepted_identities", f"partner {partner.name!r} does not accept {names}"
+            )
+        accepted = requested or partner.accepted_identities
+        if config.supports_attributes and not partner.supports_attributes:
+            raise OutputConfigError(
+                "supports_attributes", f"partner {partner.name!r} does not take attributes"
+            )
+        supports_attributes = (
+            partner.supports_attributes and config.supports_attributes is not False
+        )
+    return Output(
+        output_id=config.output_id,
+        partner=partner.name,
+        name=config.name,
+        accepted_identities=accepted,
+        supports_attributes=supports_attributes,
+        settings=dict(config.settings),
+    )

@@ -1,0 +1,31 @@
+"""Contracts: the pydantic models of every record on the forwarder's topics and of its state."""
+
+from schemas.records import (
+    ConnectionConfig,
+    DeadLetter,
+    DeadLetterError,
+    Identity,
+    IdentityType,
+    MembershipEvent,
+    OutboundRecord,
+    OutputConfig,
+    ProfileUpdate,
+    SourceRef,
+)
+from schemas.state import MembershipState, ProfileState, SentState
+
+__all__ = [
+    "ConnectionConfig",
+    "DeadLetter",
+    "DeadLetterError",
+    "Identity",
+    "IdentityType",
+    "MembershipEvent",
+    "MembershipState",
+    "OutboundRecord",
+    "OutputConfig",
+    "ProfileState",
+    "ProfileUpdate",
+    "SentState",
+    "SourceRef",
+]

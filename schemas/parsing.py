@@ -1,0 +1,56 @@
+"""Turn raw topic values into contract models, or a clear reason why not."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+Model = TypeVar("Model", bound=BaseModel)
+
+# pydantic error types grouped into the dead-letter kinds that producers act on.
+_KINDS = {
+    "json_invalid": "invalid_json",
+    "json_type": "invalid_json",
+    "missing": "missing_field",
+    "literal_error": "unknown_value",
+    "enum": "unknown_value",
+    "union_tag_invalid": "unknown_value",
+}
+
+
+class InvalidRecordError(ValueError):
+    """A record that breaks the contract. The message never quotes input values (secrets)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def _kind(error: ErrorDetails) -> str:
+    error_type = error["type"]
+    if error_type in _KINDS:
+        return _KINDS[error_type]
+    if error_type.endswith("_type") or error_type.endswith("_parsing"):
+        return "wrong_type"
+    return "invalid_value"
+
+
+def describe(error: ValidationError) -> InvalidRecordError:
+    details = error.errors(include_input=False, include_url=False)
+    parts = []
+    for detail in details[:5]:
+        where = ".".join(str(part) for part in detail["loc"]) or "record"
+        parts.append(f"{where}: {detail['msg']}")
+    return InvalidRecordError(_kind(details[0]), "; ".join(parts))
+
+
+def parse(model: type[Model], raw: bytes | None) -> Model:
+    if raw is None:
+        raise InvalidRecordError("missing_value", "the record has no value")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        raise describe(error) from None

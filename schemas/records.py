@@ -1,0 +1,176 @@
+"""The record contract of every topic the forwarder reads or writes.
+
+Producers in other languages validate against the JSON Schema files exported
+from these models (``python -m schemas.export``).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+OUTPUT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_OUTPUT_ID_RE = re.compile(OUTPUT_ID_PATTERN)
+
+
+class IdentityType(StrEnum):
+    """mParticle's IDSync identity names."""
+
+    CUSTOMER_ID = "customer_id"
+    EMAIL = "email"
+    MOBILE_NUMBER = "mobile_number"
+    PHONE_NUMBER_2 = "phone_number_2"
+    PHONE_NUMBER_3 = "phone_number_3"
+    FACEBOOK = "facebook"
+    GOOGLE = "google"
+    MICROSOFT = "microsoft"
+    TWITTER = "twitter"
+    YAHOO = "yahoo"
+    OTHER = "other"
+    OTHER_ID_2 = "other_id_2"
+    OTHER_ID_3 = "other_id_3"
+    OTHER_ID_4 = "other_id_4"
+    OTHER_ID_5 = "other_id_5"
+    OTHER_ID_6 = "other_id_6"
+    OTHER_ID_7 = "other_id_7"
+    OTHER_ID_8 = "other_id_8"
+    OTHER_ID_9 = "other_id_9"
+    OTHER_ID_10 = "other_id_10"
+    IOS_IDFA = "ios_idfa"
+    IOS_IDFV = "ios_idfv"
+    ANDROID_AAID = "android_aaid"
+    ANDROID_UUID = "android_uuid"
+    PUSH_TOKEN = "push_token"
+    ROKU_AID = "roku_aid"
+    ROKU_PUBLISHER_ID = "roku_publisher_id"
+    FIRE_AID = "fire_aid"
+    AMP_ID = "amp_id"
+
+
+def _mpid_to_str(value: Any) -> Any:
+    # mpid may arrive as a JSON integer; bool is an int subclass and is not an mpid.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Mpid = Annotated[
+    str,
+    BeforeValidator(_mpid_to_str),
+    StringConstraints(min_length=1, max_length=128),
+    Field(description="The profile's id; a JSON integer is accepted and becomes a string."),
+]
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+TimestampMs = Annotated[int, Field(ge=0, description="Milliseconds since the Unix epoch.")]
+OutputId = Annotated[str, StringConstraints(pattern=OUTPUT_ID_PATTERN)]
+IdentityValue = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+JsonValue = Any
+
+
+class _Record(BaseModel):
+    # strict: "42" is not an int and 1 is not a string; unknown fields are ignored so that
+    # producers can add fields before the forwarder knows them.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class ProfileUpdate(_Record):
+    """A change to one profile; on profile-updates, key mpid.
+
+    Merge semantics: a key set to null removes that identity or attribute; an absent key
+    leaves it unchanged.
+    """
+
+    type: Literal["profile_update"]
+    mpid: Mpid
+    timestamp_ms: TimestampMs
+    identities: dict[IdentityType, IdentityValue | list[IdentityValue] | None] = {}
+    attributes: dict[NonEmpty, JsonValue] = {}
+
+
+class MembershipEvent(_Record):
+    """A profile entering or leaving an audience; on audience-memberships, key mpid."""
+
+    mpid: Mpid
+    audience_id: NonEmpty
+    audience_name: str | None = None
+    action: Literal["add", "remove"]
+    timestamp_ms: TimestampMs
+
+
+class OutputConfig(_Record):
+    """One configured partner; on forwarder-outputs (compacted), key output_id."""
+
+    output_id: OutputId
+    partner: NonEmpty
+    name: str = ""
+    accepted_identities: list[IdentityType] | None = None
+    supports_attributes: bool | None = None
+    settings: dict[str, JsonValue] = {}
+
+
+class ConnectionConfig(_Record):
+    """One audience connected to one output; on forwarder-connections (compacted)."""
+
+    connection_id: NonEmpty
+    audience_id: NonEmpty
+    output_id: OutputId
+    status: Literal["active", "inactive"]
+    forwarded_attributes: list[NonEmpty] = []
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+class Identity(_Record):
+    type: IdentityType
+    value: str
+    encoding: Literal["raw", "sha256"] = "raw"
+
+
+class SourceRef(_Record):
+    """Where an input record was read: the lineage of everything derived from it."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class OutboundRecord(_Record):
+    """One identity record for one partner; on forward-<output_id>, key mpid."""
+
+    record_id: str
+    output_id: OutputId
+    partner: str
+    connection_id: str
+    audience_id: str
+    audience_name: str | None
+    mpid: str
+    action: Literal["add", "remove", "attribute_update"]
+    identities: list[Identity]
+    attributes: dict[str, JsonValue]
+    timestamp_ms: TimestampMs
+    source: SourceRef
+
+
+class DeadLetterError(_Record):
+    kind: str
+    message: str
+
+
+class DeadLetter(_Record):
+    """An input record the forwarder could not use, with the reason; on forwarder-dead-letters."""
+
+    source: SourceRef
+    key: str | None
+    value: str | None
+    value_encoding: Literal["text", "base64"] = "text"
+    error: DeadLetterError
+    timestamp_ms: TimestampMs
+
+
+def is_output_id(value: str) -> bool:
+    return _OUTPUT_ID_RE.fullmatch(value) is not None

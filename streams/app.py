@@ -1,0 +1,162 @@
+"""The Faust application: topics, the profiles table, the agents and the web endpoints."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+import faust
+from faust import Stream
+from faust.types import StreamT, TopicT
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from partners.catalog import Output
+from schemas.parsing import InvalidRecordError
+from schemas.records import SourceRef
+from streams.config import ConfigView, apply_config
+from streams.dead_letters import redact
+from streams.processor import InputProcessor, send_dead_letter
+from streams.routing import Routing
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROFILE_UPDATES = "profile-updates"
+AUDIENCE_MEMBERSHIPS = "audience-memberships"
+OUTPUTS = "forwarder-outputs"
+CONNECTIONS = "forwarder-connections"
+DEAD_LETTERS = "forwarder-dead-letters"
+
+
+def outbound_topic_name(settings: Settings, output_id: str) -> str:
+    return settings.topic(f"forward-{output_id}")
+
+
+class Forwarder:
+    """Builds and holds one worker's Faust app and the state around it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = faust.App(
+            settings.app_id,
+            broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
+            broker_credentials=_credentials(settings),
+            store="rocksdb://" if settings.store == "rocksdb" else "memory://",
+            datadir=str(settings.data_dir),
+            topic_partitions=settings.input_partitions,
+            topic_replication_factor=settings.replication_factor,
+            topic_allow_declare=True,
+            consumer_auto_offset_reset="earliest",
+            key_serializer="raw",
+            value_serializer="raw",
+            producer_acks=-1,
+            web_enabled=True,
+            web_bind=settings.web_host,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            autodiscover=False,
+        )
+        self.routing = Routing()
+        self._outbound: dict[str, TopicT] = {}
+        self.config_view = ConfigView(settings, self.routing, on_output=self._on_output)
+
+        self.inputs = self.app.topic(
+            settings.topic(PROFILE_UPDATES),
+            settings.topic(AUDIENCE_MEMBERSHIPS),
+            partitions=settings.input_partitions,
+        )
+        self.config_topics = self.app.topic(
+            settings.topic(OUTPUTS), settings.topic(CONNECTIONS), partitions=1, compacting=True
+        )
+        self.dead_letters = self.app.topic(
+            settings.topic(DEAD_LETTERS), partitions=settings.input_partitions
+        )
+        self.profiles = self.app.Table(
+            "profiles", partitions=settings.input_partitions, default=None
+        )
+        self.processor = InputProcessor(
+            routing=self.routing,
+            profiles=self.profiles,
+            profile_topic=settings.topic(PROFILE_UPDATES),
+            outbound_topic=self.outbound_topic,
+            dead_letter_topic=self.dead_letters,
+        )
+
+        # concurrency stays 1: offsets are committed in order only for one task per partition.
+        self.app.agent(self.inputs, name="forward")(self._forward)
+        self.app.agent(self.config_topics, name="validate-config")(self._validate_config)
+        self.app.task(self._run_config_view)
+        self._add_web_views()
+
+    async def outbound_topic(self, output_id: str) -> TopicT:
+        """The forward-<output_id> topic, created on first use."""
+        topic = self._outbound.get(output_id)
+        if topic is None:
+            topic = self.app.topic(
+                outbound_topic_name(self.settings, output_id),
+                partitions=self.settings.outbound_partitions,
+            )
+            await topic.maybe_declare()
+            self._outbound[output_id] = topic
+        return topic
+
+    async def _on_output(self, output: Output) -> None:
+        await self.outbound_topic(output.output_id)
+
+    async def _run_config_view(self) -> None:
+        await self.config_topics.maybe_declare()
+        await self.config_view.run()
+
+    async def _forward(self, stream: StreamT[Any]) -> None:
+        await self.config_view.loaded.wait()
+        batch_within = self.settings.batch_within_ms / 1000
+        # take_events is on Stream, not yet on the StreamT interface.
+        batches = cast(Stream[Any], stream).take_events(
+            self.settings.batch_max, within=batch_within
+        )
+        async for events in batches:
+            await self.processor.process(events)
+
+    async def _validate_config(self, stream: StreamT[Any]) -> None:
+        """Dead-letter bad config records; one worker per partition, so each is reported once."""
+        outputs_topic = self.settings.topic(OUTPUTS)
+        async for event in stream.events():
+            message = event.message
+            try:
+                # A scratch Routing: this only validates; the config view applies.
+                apply_config(Routing(), message.topic == outputs_topic, message.key, message.value)
+            except InvalidRecordError as error:
+                source = SourceRef(
+                    topic=message.topic, partition=message.partition, offset=message.offset
+                )
+                value = redact(message.value) if message.topic == outputs_topic else message.value
+                await send_dead_letter(self.dead_letters, source, message.key, value, error)
+
+    def _add_web_views(self) -> None:
+        config_view, app = self.config_view, self.app
+
+        @app.page("/healthz")
+        async def healthz(view: View, request: Request) -> Response:
+            # Faust serves the web only once tables are recovered; the config must be read too.
+            ready = config_view.loaded.is_set() and not app.rebalancing
+            return view.json({"ready": ready}, status=200 if ready else 503)
+
+        @app.page("/metrics")
+        async def metrics(view: View, request: Request) -> Response:
+            return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    context = settings.ssl_context()
+    if settings.sasl_mechanism:
+        password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=password,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None

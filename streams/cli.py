@@ -1,0 +1,46 @@
+"""The ``forwarder`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import uvloop
+
+from streams.settings import load_settings
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from streams.app import Forwarder
+
+    settings = load_settings()
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    forwarder = Forwarder(settings)
+    worker = faust.Worker(forwarder.app, loglevel=settings.log_level.upper())
+    worker.execute_from_commandline()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forwarder",
+        description="Forward audience members' identities to partner outputs, on Kafka. "
+        "Settings come from FORWARDER_* environment variables (see README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    worker = commands.add_parser("worker", help="run the stream processor")
+    worker.set_defaults(run=_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Service settings, read from FORWARDER_* environment variables (and a .env file)."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FORWARDER_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", min_length=1, description="Comma-separated host:port list."
+    )
+    app_id: str = Field("audience-forwarder", min_length=1, description="Consumer group id.")
+    topic_prefix: str = Field("", description="Prepended to every topic name, e.g. 'prod.'.")
+    input_partitions: int = Field(
+        8, ge=1, le=1024, description="Partitions of profile-updates and audience-memberships."
+    )
+    outbound_partitions: int = Field(8, ge=1, le=1024, description="Partitions of forward-*.")
+    replication_factor: int = Field(1, ge=1, le=16, description="Of the topics it creates.")
+    store: Literal["memory", "rocksdb"] = Field("memory", description="Table store.")
+    data_dir: Path = Field(Path("var/forwarder"), description="Table data (RocksDB) folder.")
+    web_host: str = Field("127.0.0.1", description="Interface of the health/metrics server.")
+    web_port: int = Field(6066, ge=1, le=65535)
+    batch_max: int = Field(1000, ge=1, le=100_000, description="Events processed per batch.")
+    batch_within_ms: int = Field(10, ge=1, le=10_000, description="Longest wait to fill one.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # Managed Kafka (MSK, Confluent Cloud, Redpanda Cloud): passed through to aiokafka.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Settings:
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                "FORWARDER_SECURITY_PROTOCOL SASL_* needs FORWARDER_SASL_MECHANISM, "
+                "FORWARDER_SASL_USERNAME and FORWARDER_SASL_PASSWORD"
+            )
+        return self
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+        )
+        if self.ssl_certfile:
+            context.load_cert_chain(
+                str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None
+            )
+        return context
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Connection options for aiokafka clients (consumers, producers, admin)."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap,
+            "security_protocol": self.security_protocol,
+        }
+        context = self.ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return options
+
+
+class SettingsError(SystemExit):
+    """Start-up stops with one line naming the bad setting."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        first = error.errors(include_input=False, include_url=False)[0]
+        name = "".join(str(part) for part in first["loc"][:1])
+        where = f"FORWARDER_{name.upper()}" if name else "settings"
+        raise SettingsError(f"forwarder: invalid setting {where}: {first['msg']}") from None
