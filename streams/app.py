@@ -65,15 +65,24 @@ class Forwarder:
             settings.topic(PROFILE_UPDATES),
             settings.topic(AUDIENCE_MEMBERSHIPS),
             partitions=settings.input_partitions,
+            internal=True,  # "internal" makes Faust create the topics before it subscribes
         )
         self.config_topics = self.app.topic(
-            settings.topic(OUTPUTS), settings.topic(CONNECTIONS), partitions=1, compacting=True
+            settings.topic(OUTPUTS),
+            settings.topic(CONNECTIONS),
+            partitions=1,
+            compacting=True,
+            internal=True,
         )
         self.dead_letters = self.app.topic(
-            settings.topic(DEAD_LETTERS), partitions=settings.input_partitions
+            settings.topic(DEAD_LETTERS), partitions=settings.input_partitions, internal=True
         )
         self.profiles = self.app.Table(
-            "profiles", partitions=settings.input_partitions, default=None
+            "profiles",
+            partitions=settings.input_partitions,
+            default=None,
+            key_type=bytes,  # bytes types make Faust use the raw codec for the changelog
+            value_type=bytes,
         )
         self.processor = InputProcessor(
             routing=self.routing,
@@ -105,7 +114,9 @@ class Forwarder:
         await self.outbound_topic(output.output_id)
 
     async def _run_config_view(self) -> None:
+        # Agents wait for the config, so every topic they write exists before they run.
         await self.config_topics.maybe_declare()
+        await self.dead_letters.maybe_declare()
         await self.config_view.run()
 
     async def _forward(self, stream: StreamT[Any]) -> None:
@@ -140,11 +151,16 @@ class Forwarder:
         async def healthz(view: View, request: Request) -> Response:
             # Faust serves the web only once tables are recovered; the config must be read too.
             ready = config_view.loaded.is_set() and not app.rebalancing
-            return view.json({"ready": ready}, status=200 if ready else 503)
+            body = {
+                "ready": ready,
+                "outputs": len(config_view.routing.outputs),
+                "connections": len(config_view.routing.connections),
+            }
+            return view.json(body, status=200 if ready else 503)
 
         @app.page("/metrics")
         async def metrics(view: View, request: Request) -> Response:
-            return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+            return view.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:

@@ -12,11 +12,11 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from partners.catalog import Output, OutputConfigError, resolve_output
 from schemas.parsing import InvalidRecordError, parse
 from schemas.records import ConnectionConfig, OutputConfig
+from streams.kafka_admin import topic_partitions
 from streams.routing import Routing
 from streams.settings import Settings
 
@@ -92,7 +92,9 @@ class ConfigView:
         )
         await consumer.start()
         try:
-            partitions = await self._partitions()
+            partitions = await topic_partitions(
+                self.settings.kafka_client_options(), [self.outputs_topic, self.connections_topic]
+            )
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)
@@ -117,19 +119,6 @@ class ConfigView:
     async def _reached(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
         position: int = await consumer.position(tp)
         return position >= end
-
-    async def _partitions(self) -> list[TopicPartition]:
-        admin = AIOKafkaAdminClient(**self.settings.kafka_client_options())
-        await admin.start()
-        try:
-            described = await admin.describe_topics([self.outputs_topic, self.connections_topic])
-        finally:
-            await admin.close()
-        return [
-            TopicPartition(topic["topic"], partition["partition"])
-            for topic in described
-            for partition in topic["partitions"]
-        ]
 
     async def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         try:
