@@ -12,6 +12,7 @@ from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from partners.catalog import Output
+from schemas import topics
 from schemas.parsing import InvalidRecordError
 from schemas.records import SourceRef
 from streams.config import ConfigView, apply_config
@@ -21,16 +22,6 @@ from streams.routing import Routing
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
-
-PROFILE_UPDATES = "profile-updates"
-AUDIENCE_MEMBERSHIPS = "audience-memberships"
-OUTPUTS = "forwarder-outputs"
-CONNECTIONS = "forwarder-connections"
-DEAD_LETTERS = "forwarder-dead-letters"
-
-
-def outbound_topic_name(settings: Settings, output_id: str) -> str:
-    return settings.topic(f"forward-{output_id}")
 
 
 class Forwarder:
@@ -62,20 +53,20 @@ class Forwarder:
         self.config_view = ConfigView(settings, self.routing, on_output=self._on_output)
 
         self.inputs = self.app.topic(
-            settings.topic(PROFILE_UPDATES),
-            settings.topic(AUDIENCE_MEMBERSHIPS),
+            settings.topic(topics.PROFILE_UPDATES),
+            settings.topic(topics.AUDIENCE_MEMBERSHIPS),
             partitions=settings.input_partitions,
             internal=True,  # "internal" makes Faust create the topics before it subscribes
         )
         self.config_topics = self.app.topic(
-            settings.topic(OUTPUTS),
-            settings.topic(CONNECTIONS),
+            settings.topic(topics.OUTPUTS),
+            settings.topic(topics.CONNECTIONS),
             partitions=1,
             compacting=True,
             internal=True,
         )
         self.dead_letters = self.app.topic(
-            settings.topic(DEAD_LETTERS), partitions=settings.input_partitions, internal=True
+            settings.topic(topics.DEAD_LETTERS), partitions=settings.input_partitions, internal=True
         )
         self.profiles = self.app.Table(
             "profiles",
@@ -87,7 +78,7 @@ class Forwarder:
         self.processor = InputProcessor(
             routing=self.routing,
             profiles=self.profiles,
-            profile_topic=settings.topic(PROFILE_UPDATES),
+            profile_topic=settings.topic(topics.PROFILE_UPDATES),
             outbound_topic=self.outbound_topic,
             dead_letter_topic=self.dead_letters,
         )
@@ -103,7 +94,7 @@ class Forwarder:
         topic = self._outbound.get(output_id)
         if topic is None:
             topic = self.app.topic(
-                outbound_topic_name(self.settings, output_id),
+                self.settings.topic(topics.outbound(output_id)),
                 partitions=self.settings.outbound_partitions,
             )
             await topic.maybe_declare()
@@ -131,7 +122,7 @@ class Forwarder:
 
     async def _validate_config(self, stream: StreamT[Any]) -> None:
         """Dead-letter bad config records; one worker per partition, so each is reported once."""
-        outputs_topic = self.settings.topic(OUTPUTS)
+        outputs_topic = self.settings.topic(topics.OUTPUTS)
         async for event in stream.events():
             message = event.message
             try:

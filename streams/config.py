@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from partners.catalog import Output, OutputConfigError, resolve_output
+from schemas import topics
 from schemas.parsing import InvalidRecordError, parse
 from schemas.records import ConnectionConfig, OutputConfig
 from streams.kafka_admin import topic_partitions
@@ -78,8 +79,8 @@ class ConfigView:
     ) -> None:
         self.settings = settings
         self.routing = routing
-        self.outputs_topic = settings.topic("forwarder-outputs")
-        self.connections_topic = settings.topic("forwarder-connections")
+        self.outputs_topic = settings.topic(topics.OUTPUTS)
+        self.connections_topic = settings.topic(topics.CONNECTIONS)
         self._on_output = on_output
         self.loaded = asyncio.Event()
 
