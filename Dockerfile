@@ -1,0 +1,11 @@
+# The image docker-compose.yml builds: the forwarder with its RocksDB store support.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY streams streams
+COPY partners partners
+COPY schemas schemas
+RUN pip install --no-cache-dir '.[rocksdb]' && mkdir -p /var/lib/forwarder && chown nobody /var/lib/forwarder
+USER nobody
+ENTRYPOINT []
+CMD ["forwarder", "worker"]
