@@ -6,31 +6,36 @@ import json
 import sys
 from pathlib import Path
 
-from pydantic import BaseModel
+from typing import Any
+
+from pydantic import TypeAdapter
 
 from schemas.records import (
     ConnectionConfig,
     DeadLetter,
+    ErasureStatus,
     MembershipEvent,
     OutboundRecord,
     OutputConfig,
-    ProfileUpdate,
+    ProfileRecord,
 )
 
 JSON_DIR = Path(__file__).parent / "json"
 
-TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
-    "profile-updates": ProfileUpdate,
+TOPIC_SCHEMAS: dict[str, Any] = {
+    "profile-updates": ProfileRecord,
     "audience-memberships": MembershipEvent,
     "forwarder-outputs": OutputConfig,
     "forwarder-connections": ConnectionConfig,
     "forward-output": OutboundRecord,
     "forwarder-dead-letters": DeadLetter,
+    "forwarder-erasure-status": ErasureStatus,
 }
 
 
-def render(model: type[BaseModel]) -> str:
-    return json.dumps(model.model_json_schema(mode="validation"), indent=2, sort_keys=True) + "\n"
+def render(record_type: Any) -> str:
+    schema = TypeAdapter(record_type).json_schema(mode="validation")
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
 def main() -> int:

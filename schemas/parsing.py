@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 Model = TypeVar("Model", bound=BaseModel)
+Parsed = TypeVar("Parsed")
 
 # pydantic error types grouped into the dead-letter kinds that producers act on.
 _KINDS = {
@@ -17,6 +19,7 @@ _KINDS = {
     "literal_error": "unknown_value",
     "enum": "unknown_value",
     "union_tag_invalid": "unknown_value",
+    "union_tag_not_found": "missing_field",
 }
 
 
@@ -47,10 +50,19 @@ def describe(error: ValidationError) -> InvalidRecordError:
     return InvalidRecordError(_kind(details[0]), "; ".join(parts))
 
 
-def parse(model: type[Model], raw: bytes | None) -> Model:
+def _validated(raw: bytes | None, validate_json: Callable[[bytes], Parsed]) -> Parsed:
     if raw is None:
         raise InvalidRecordError("missing_value", "the record has no value")
     try:
-        return model.model_validate_json(raw)
+        return validate_json(raw)
     except ValidationError as error:
         raise describe(error) from None
+
+
+def parse(model: type[Model], raw: bytes | None) -> Model:
+    return _validated(raw, model.model_validate_json)
+
+
+def parse_union(adapter: TypeAdapter[Parsed], raw: bytes | None) -> Parsed:
+    """Parse into one of several record types (a discriminated union)."""
+    return _validated(raw, adapter.validate_json)

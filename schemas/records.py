@@ -6,14 +6,19 @@ from these models (``python -m schemas.export``).
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 OUTPUT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-_OUTPUT_ID_RE = re.compile(OUTPUT_ID_PATTERN)
 
 
 class IdentityType(StrEnum):
@@ -61,7 +66,12 @@ Mpid = Annotated[
     str,
     BeforeValidator(_mpid_to_str),
     StringConstraints(min_length=1, max_length=128),
-    Field(description="The profile's id; a JSON integer is accepted and becomes a string."),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string", "minLength": 1, "maxLength": 128}, {"type": "integer"}],
+            "description": "The profile's id; a JSON integer is accepted and becomes a string.",
+        }
+    ),
 ]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 TimestampMs = Annotated[int, Field(ge=0, description="Milliseconds since the Unix epoch.")]
@@ -76,6 +86,23 @@ class _Record(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
+class GdprConsent(_Record):
+    consented: bool
+    timestamp_ms: TimestampMs | None = None
+
+
+class CcpaConsent(_Record):
+    data_sale_opt_out: bool
+    timestamp_ms: TimestampMs | None = None
+
+
+class Consent(_Record):
+    """Consent states; each purpose given replaces the one held, absent ones stay."""
+
+    gdpr: dict[NonEmpty, GdprConsent] = {}
+    ccpa: CcpaConsent | None = None
+
+
 class ProfileUpdate(_Record):
     """A change to one profile; on profile-updates, key mpid.
 
@@ -88,6 +115,19 @@ class ProfileUpdate(_Record):
     timestamp_ms: TimestampMs
     identities: dict[IdentityType, IdentityValue | list[IdentityValue] | None] = {}
     attributes: dict[NonEmpty, JsonValue] = {}
+    consent: Consent | None = None
+
+
+class ProfileErasure(_Record):
+    """A data subject's erasure request; on profile-updates, key mpid."""
+
+    type: Literal["profile_erasure"]
+    mpid: Mpid
+    request_id: NonEmpty
+    timestamp_ms: TimestampMs
+
+
+ProfileRecord = Annotated[ProfileUpdate | ProfileErasure, Field(discriminator="type")]
 
 
 class MembershipEvent(_Record):
@@ -111,6 +151,13 @@ class OutputConfig(_Record):
     settings: dict[str, JsonValue] = {}
 
 
+class ConsentRule(_Record):
+    """A connection's consent requirement; profiles failing it are not sent."""
+
+    require_gdpr: list[NonEmpty] = []
+    block_ccpa_opt_out: bool = False
+
+
 class ConnectionConfig(_Record):
     """One audience connected to one output; on forwarder-connections (compacted)."""
 
@@ -119,6 +166,12 @@ class ConnectionConfig(_Record):
     output_id: OutputId
     status: Literal["active", "inactive"]
     forwarded_attributes: list[NonEmpty] = []
+    on_disconnect: Literal["keep", "remove"] = Field(
+        "keep",
+        description="When the connection is deactivated or deleted: keep what the partner "
+        "holds (as mParticle does) or send a remove for every profile it was sent.",
+    )
+    consent: ConsentRule | None = None
 
     @property
     def active(self) -> bool:
@@ -172,5 +225,24 @@ class DeadLetter(_Record):
     timestamp_ms: TimestampMs
 
 
-def is_output_id(value: str) -> bool:
-    return _OUTPUT_ID_RE.fullmatch(value) is not None
+class ErasureStatus(_Record):
+    """One per output for each erasure request; on forwarder-erasure-status, key mpid."""
+
+    request_id: str
+    mpid: str
+    output_id: str
+    status: Literal["sent", "skipped"]
+    timestamp_ms: TimestampMs
+
+
+class SyncRequest(_Record):
+    """Internal (forwarder-sync): reconcile one partition's profiles after a config change.
+
+    The validating agent publishes one per partition for each output or connection record;
+    ``config`` is that record's position, which the worker's config view must have applied
+    before the request is served.
+    """
+
+    kind: Literal["output", "connection"]
+    id: str
+    config: SourceRef

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from schemas.records import Identity, IdentityType
+from schemas.records import Consent, Identity, IdentityType
 
 
 class _State(BaseModel):
@@ -39,3 +39,4 @@ class ProfileState(_State):
     attributes: dict[str, Any] = {}
     memberships: dict[str, MembershipState] = {}
     sent: dict[str, SentState] = {}
+    consent: Consent = Consent()

@@ -7,6 +7,9 @@ AUDIENCE_MEMBERSHIPS = "audience-memberships"
 OUTPUTS = "forwarder-outputs"
 CONNECTIONS = "forwarder-connections"
 DEAD_LETTERS = "forwarder-dead-letters"
+ERASURE_STATUS = "forwarder-erasure-status"
+# Internal: sync requests after config changes, co-partitioned with the input topics.
+SYNC = "forwarder-sync"
 
 
 def outbound(output_id: str) -> str:

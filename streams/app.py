@@ -14,10 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from partners.catalog import Output
 from schemas import topics
 from schemas.parsing import InvalidRecordError
-from schemas.records import SourceRef
+from schemas.records import SyncRequest
 from streams.config import ConfigView, apply_config
 from streams.dead_letters import redact
-from streams.processor import InputProcessor, send_dead_letter
+from streams.processor import InputProcessor, ProcessorTopics, send_dead_letter, source_of
 from streams.routing import Routing
 from streams.settings import Settings
 
@@ -52,11 +52,17 @@ class Forwarder:
         self._outbound: dict[str, TopicT] = {}
         self.config_view = ConfigView(settings, self.routing, on_output=self._on_output)
 
+        # One stream, co-partitioned: a profile's updates, memberships and the sync requests
+        # of its partition are handled by one worker, in order.
         self.inputs = self.app.topic(
             settings.topic(topics.PROFILE_UPDATES),
             settings.topic(topics.AUDIENCE_MEMBERSHIPS),
+            settings.topic(topics.SYNC),
             partitions=settings.input_partitions,
             internal=True,  # "internal" makes Faust create the topics before it subscribes
+        )
+        self.sync_requests = self.app.topic(
+            settings.topic(topics.SYNC), partitions=settings.input_partitions, internal=True
         )
         self.config_topics = self.app.topic(
             settings.topic(topics.OUTPUTS),
@@ -68,6 +74,11 @@ class Forwarder:
         self.dead_letters = self.app.topic(
             settings.topic(topics.DEAD_LETTERS), partitions=settings.input_partitions, internal=True
         )
+        self.erasure_status = self.app.topic(
+            settings.topic(topics.ERASURE_STATUS),
+            partitions=settings.input_partitions,
+            internal=True,
+        )
         self.profiles = self.app.Table(
             "profiles",
             partitions=settings.input_partitions,
@@ -78,9 +89,14 @@ class Forwarder:
         self.processor = InputProcessor(
             routing=self.routing,
             profiles=self.profiles,
-            profile_topic=settings.topic(topics.PROFILE_UPDATES),
-            outbound_topic=self.outbound_topic,
-            dead_letter_topic=self.dead_letters,
+            topics=ProcessorTopics(
+                profiles=settings.topic(topics.PROFILE_UPDATES),
+                sync=settings.topic(topics.SYNC),
+                outbound=self.outbound_topic,
+                dead_letters=self.dead_letters,
+                erasure_status=self.erasure_status,
+            ),
+            config_applied=self.config_view.applied,
         )
 
         # concurrency stays 1: offsets are committed in order only for one task per partition.
@@ -108,6 +124,7 @@ class Forwarder:
         # Agents wait for the config, so every topic they write exists before they run.
         await self.config_topics.maybe_declare()
         await self.dead_letters.maybe_declare()
+        await self.erasure_status.maybe_declare()
         await self.config_view.run()
 
     async def _forward(self, stream: StreamT[Any]) -> None:
@@ -121,19 +138,31 @@ class Forwarder:
             await self.processor.process(events)
 
     async def _validate_config(self, stream: StreamT[Any]) -> None:
-        """Dead-letter bad config records; one worker per partition, so each is reported once."""
+        """Dead-letter bad config records and ask every partition to sync after good ones.
+
+        One worker owns each config partition, so each record is reported and synced once.
+        """
         outputs_topic = self.settings.topic(topics.OUTPUTS)
         async for event in stream.events():
             message = event.message
+            source = source_of(event)
+            is_output = message.topic == outputs_topic
             try:
                 # A scratch Routing: this only validates; the config view applies.
-                apply_config(Routing(), message.topic == outputs_topic, message.key, message.value)
+                apply_config(Routing(), is_output, message.key, message.value)
             except InvalidRecordError as error:
-                source = SourceRef(
-                    topic=message.topic, partition=message.partition, offset=message.offset
-                )
-                value = redact(message.value) if message.topic == outputs_topic else message.value
+                value = redact(message.value) if is_output else message.value
                 await send_dead_letter(self.dead_letters, source, message.key, value, error)
+                continue
+            request = SyncRequest(
+                kind="output" if is_output else "connection",
+                id=message.key.decode("utf-8", "replace"),
+                config=source,
+            )
+            for partition in range(self.settings.input_partitions):
+                await self.sync_requests.send(
+                    key=message.key, value=request.model_dump_json().encode(), partition=partition
+                )
 
     def _add_web_views(self) -> None:
         config_view, app = self.config_view, self.app

@@ -24,6 +24,12 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sink(args: argparse.Namespace) -> int:
+    from partners.runner import run_sinks
+
+    return run_sinks(args.output, load_settings())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forwarder",
@@ -33,6 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     worker = commands.add_parser("worker", help="run the stream processor")
     worker.set_defaults(run=_worker)
+    sink = commands.add_parser("sink", help="deliver outputs' records to their partners")
+    sink.add_argument(
+        "--output",
+        action="append",
+        required=True,
+        metavar="OUTPUT_ID",
+        help="an output to deliver; repeat to run several in one process",
+    )
+    sink.set_defaults(run=_sink)
     return parser
 
 

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from partners.catalog import Output, OutputConfigError, resolve_output
 from schemas import topics
 from schemas.parsing import InvalidRecordError, parse
-from schemas.records import ConnectionConfig, OutputConfig
+from schemas.records import ConnectionConfig, OutputConfig, SourceRef
 from streams.kafka_admin import topic_partitions
 from streams.routing import Routing
 from streams.settings import Settings
@@ -83,6 +83,9 @@ class ConfigView:
         self.connections_topic = settings.topic(topics.CONNECTIONS)
         self._on_output = on_output
         self.loaded = asyncio.Event()
+        # Next offset to apply per config partition, and a wake-up for those waiting on it.
+        self._positions: dict[tuple[str, int], int] = {}
+        self._advanced = asyncio.Event()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -104,6 +107,10 @@ class ConfigView:
                 for tp, messages in batches.items():
                     for message in messages:
                         await self._apply(tp.topic, message.key, message.value)
+                        self._positions[(tp.topic, tp.partition)] = message.offset + 1
+                if batches:
+                    self._advanced.set()
+                    self._advanced = asyncio.Event()
                 if not self.loaded.is_set() and all(
                     await asyncio.gather(*(self._reached(consumer, tp, end[tp]) for tp in end))
                 ):
@@ -115,6 +122,11 @@ class ConfigView:
                     self.loaded.set()
         finally:
             await consumer.stop()
+
+    async def applied(self, record: SourceRef) -> None:
+        """Wait until the config record at ``record`` is part of the routing."""
+        while self._positions.get((record.topic, record.partition), 0) <= record.offset:
+            await self._advanced.wait()
 
     @staticmethod
     async def _reached(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:

@@ -20,18 +20,23 @@ from typing import Any, Literal
 from partners.catalog import Output
 from schemas.records import (
     ConnectionConfig,
+    Consent,
+    ErasureStatus,
     Identity,
     MembershipEvent,
     OutboundRecord,
+    ProfileErasure,
     ProfileUpdate,
     SourceRef,
 )
 from schemas.state import MembershipState, ProfileState, SentState
 from streams.routing import Routing
 
-DropReason = Literal["no_accepted_identity", "inactive", "attributes_unsupported", "stale_event"]
+DropReason = Literal[
+    "no_accepted_identity", "inactive", "consent", "attributes_unsupported", "stale_event"
+]
 Action = Literal["add", "remove", "attribute_update"]
-InputEvent = ProfileUpdate | MembershipEvent
+InputEvent = ProfileUpdate | ProfileErasure | MembershipEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +50,12 @@ class Drop:
 
 @dataclass(slots=True)
 class Decision:
-    state: ProfileState
+    """The profile's new state (None: erased, delete it) and what to send."""
+
+    state: ProfileState | None
     records: list[OutboundRecord] = field(default_factory=list)
     drops: list[Drop] = field(default_factory=list)
+    erasure_statuses: list[ErasureStatus] = field(default_factory=list)
 
 
 def new_profile(mpid: str) -> ProfileState:
@@ -56,6 +64,8 @@ def new_profile(mpid: str) -> ProfileState:
 
 def decide(state: ProfileState, event: InputEvent, routing: Routing, source: SourceRef) -> Decision:
     """Apply one input event to a profile and return the new state and the records it causes."""
+    if isinstance(event, ProfileErasure):
+        return erase(state, event, routing, source)
     if isinstance(event, ProfileUpdate):
         updated = merge_profile(state, event)
     else:
@@ -81,7 +91,40 @@ def merge_profile(state: ProfileState, update: ProfileUpdate) -> ProfileState:
             attributes.pop(name, None)
         else:
             attributes[name] = attribute
-    return state.model_copy(update={"identities": identities, "attributes": attributes})
+    changes = {"identities": identities, "attributes": attributes}
+    if update.consent is not None:
+        changes["consent"] = merge_consent(state.consent, update.consent)
+    return state.model_copy(update=changes)
+
+
+def merge_consent(held: Consent, update: Consent) -> Consent:
+    """Each GDPR purpose given replaces the one held unless it is older; CCPA likewise."""
+    gdpr = dict(held.gdpr)
+    for purpose, consent in update.gdpr.items():
+        previous = gdpr.get(purpose)
+        if not _older(consent.timestamp_ms, previous.timestamp_ms if previous else None):
+            gdpr[purpose] = consent
+    ccpa = held.ccpa
+    if update.ccpa is not None and not _older(
+        update.ccpa.timestamp_ms, ccpa.timestamp_ms if ccpa else None
+    ):
+        ccpa = update.ccpa
+    return Consent(gdpr=gdpr, ccpa=ccpa)
+
+
+def _older(timestamp_ms: int | None, than_ms: int | None) -> bool:
+    return timestamp_ms is not None and than_ms is not None and timestamp_ms < than_ms
+
+
+def consent_allows(consent: Consent, connection: ConnectionConfig) -> bool:
+    rule = connection.consent
+    if rule is None:
+        return True
+    for purpose in rule.require_gdpr:
+        given = consent.gdpr.get(purpose)
+        if given is None or not given.consented:
+            return False
+    return not (rule.block_ccpa_opt_out and consent.ccpa and consent.ccpa.data_sale_opt_out)
 
 
 def apply_membership(state: ProfileState, event: MembershipEvent) -> ProfileState | None:
@@ -135,20 +178,34 @@ def reconcile(
                 candidates[member_connection.connection_id] = member_connection
     for connection_id in state.sent:
         if connection_id not in candidates:
-            candidates[connection_id] = routing.connections.get(connection_id)
+            candidates[connection_id] = routing.find_connection(connection_id)
 
     sent = dict(state.sent)
     decision = Decision(state=state)
     for connection_id, connection in candidates.items():
-        output = routing.outputs.get(connection.output_id) if connection else None
+        output = routing.find_output(connection.output_id) if connection else None
         if connection is None or output is None:
-            # The connection or its output is gone: nothing more is sent for it.
-            sent.pop(connection_id, None)
+            sent.pop(connection_id, None)  # never configured here: nothing to tell anyone
             continue
         builder = _RecordBuilder(state, connection, output, source, timestamp_ms)
-        _reconcile_connection(builder, sent, decision)
+        if routing.is_live(connection):
+            _reconcile_connection(builder, sent, decision)
+        else:
+            _disconnect(builder, sent, decision)
     decision.state = state.model_copy(update={"sent": sent}) if sent != state.sent else state
     return decision
+
+
+def _disconnect(builder: _RecordBuilder, sent: dict[str, SentState], decision: Decision) -> None:
+    """A deactivated or deleted connection stops at once; its partner keeps what it holds
+    unless the connection says ``on_disconnect: remove``. Either way the record of what was
+    sent is dropped, so a reactivation sends every current member as an add."""
+    connection = builder.connection
+    held = sent.pop(connection.connection_id, None)
+    if held is not None and connection.on_disconnect == "remove":
+        decision.records.append(builder.record("remove", held.identities, {}))
+    if held is None and is_member(builder.state, connection.audience_id):
+        decision.drops.append(builder.drop("inactive"))
 
 
 def _reconcile_connection(
@@ -156,14 +213,12 @@ def _reconcile_connection(
 ) -> None:
     state, connection, output = builder.state, builder.connection, builder.output
     member = is_member(state, connection.audience_id)
-    if not connection.active:
-        # An inactive connection sends nothing; what its partner already holds stays recorded.
-        if member and connection.connection_id not in sent:
-            decision.drops.append(builder.drop("inactive"))
-        return
+    allowed = consent_allows(state.consent, connection)
     held = sent.get(connection.connection_id)
-    wanted = accepted_identities(state, output) if member else ()
-    if member and not wanted:
+    wanted = accepted_identities(state, output) if member and allowed else ()
+    if member and not allowed:
+        decision.drops.append(builder.drop("consent"))
+    elif member and not wanted:
         decision.drops.append(builder.drop("no_accepted_identity"))
     if not wanted:
         if held is not None:
@@ -196,6 +251,36 @@ def _reconcile_connection(
     )
 
 
+def erase(
+    state: ProfileState, erasure: ProfileErasure, routing: Routing, source: SourceRef
+) -> Decision:
+    """Remove the profile from every output that holds it, then forget it entirely.
+
+    One status per output: "sent" where a remove went out, "skipped" where nothing was held.
+    """
+    decision = Decision(state=None)
+    sent_to: set[str] = set()
+    for connection_id, held in state.sent.items():
+        connection = routing.find_connection(connection_id)
+        output = routing.find_output(held.output_id)
+        if connection is None or output is None:
+            continue
+        builder = _RecordBuilder(state, connection, output, source, erasure.timestamp_ms)
+        decision.records.append(builder.record("remove", held.identities, {}))
+        sent_to.add(output.output_id)
+    for output_id in sorted(sent_to | routing.outputs.keys()):
+        decision.erasure_statuses.append(
+            ErasureStatus(
+                request_id=erasure.request_id,
+                mpid=state.mpid,
+                output_id=output_id,
+                status="sent" if output_id in sent_to else "skipped",
+                timestamp_ms=erasure.timestamp_ms,
+            )
+        )
+    return decision
+
+
 def _changed_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """Attributes whose value changed; one that is gone maps to None."""
     return {
@@ -221,7 +306,9 @@ class _RecordBuilder:
     ) -> OutboundRecord:
         membership = self.state.memberships.get(self.connection.audience_id)
         return OutboundRecord(
-            record_id=record_id(self.source, self.connection.connection_id, action),
+            record_id=record_id(
+                self.source, self.state.mpid, self.connection.connection_id, action
+            ),
             output_id=self.output.output_id,
             partner=self.output.partner,
             connection_id=self.connection.connection_id,
@@ -236,11 +323,14 @@ class _RecordBuilder:
         )
 
 
-def record_id(source: SourceRef, connection_id: str, action: Action) -> str:
-    """Deterministic from the source coordinates, the connection and the action.
+def record_id(source: SourceRef, mpid: str, connection_id: str, action: Action) -> str:
+    """Deterministic from the source coordinates, the profile, the connection and the action.
 
     A re-delivery after a crash reprocesses the same source record and so carries the same id,
     which lets consumers drop the duplicate.
     """
-    key = f"{source.topic}\x1f{source.partition}\x1f{source.offset}\x1f{connection_id}\x1f{action}"
+    # The profile is part of it: one sync request (one source record) reaches many profiles.
+    key = "\x1f".join(
+        (source.topic, str(source.partition), str(source.offset), mpid, connection_id, action)
+    )
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()

@@ -5,6 +5,9 @@ send the outbound records, wait until Kafka has acknowledged every record of the
 only then write each touched profile's state once. The changelog therefore never records a
 send that did not happen: after a crash the batch is read again and its records go out again,
 with the same record ids (at least once, never lost).
+
+Sync requests (after a config change) are served in the same stream, in order with the input
+events of their partition, so a sync and a live event never race for one profile.
 """
 
 from __future__ import annotations
@@ -14,18 +17,25 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from faust import streams as faust_streams
 from faust.types import EventT, TopicT
+from pydantic import TypeAdapter
 
-from schemas.parsing import InvalidRecordError, parse
-from schemas.records import MembershipEvent, ProfileUpdate, SourceRef
+from schemas.parsing import InvalidRecordError, parse, parse_union
+from schemas.records import MembershipEvent, ProfileRecord, SourceRef, SyncRequest
 from schemas.state import ProfileState
 from streams import metrics
 from streams.dead_letters import dead_letter
-from streams.forwarding import Decision, InputEvent, decide, new_profile
+from streams.forwarding import Decision, InputEvent, decide, new_profile, reconcile
 from streams.routing import Routing
+
+PROFILE_RECORD = TypeAdapter[ProfileRecord](ProfileRecord)
+# Profiles reconciled per send-and-store round of a sync: bounds memory and unacked sends.
+SYNC_CHUNK = 5000
 
 
 @contextmanager
@@ -42,13 +52,44 @@ def event_context(event: EventT[Any]) -> Iterator[None]:
         faust_streams._current_event.reset(token)
 
 
+def state_key(partition: int, mpid: str) -> bytes:
+    """Table key: the partition first, so a sync finds one partition's profiles by prefix."""
+    return f"{partition}:{mpid}".encode()
+
+
 def parse_input(topic_is_profiles: bool, key: bytes | None, value: bytes | None) -> InputEvent:
     event: InputEvent = (
-        parse(ProfileUpdate, value) if topic_is_profiles else parse(MembershipEvent, value)
+        parse_union(PROFILE_RECORD, value) if topic_is_profiles else parse(MembershipEvent, value)
     )
     if key is None or key.decode("utf-8", "replace") != event.mpid:
         raise InvalidRecordError("key_mismatch", "the record key must be the record's mpid")
     return event
+
+
+def source_of(event: EventT[Any]) -> SourceRef:
+    message = event.message
+    return SourceRef(topic=message.topic, partition=message.partition, offset=message.offset)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorTopics:
+    profiles: str
+    sync: str
+    outbound: Callable[[str], Awaitable[TopicT]]
+    dead_letters: TopicT
+    erasure_status: TopicT
+
+
+@dataclass(slots=True)
+class _Unit:
+    """One unit of work: the states it touched and the sends it is waiting for."""
+
+    touched: dict[bytes, tuple[ProfileState | None, EventT[Any]]] = field(default_factory=dict)
+    pending: list[Awaitable[Any]] = field(default_factory=list)
 
 
 class InputProcessor:
@@ -56,67 +97,116 @@ class InputProcessor:
         self,
         *,
         routing: Routing,
-        profiles: Any,  # faust Table of mpid bytes -> ProfileState JSON bytes
-        profile_topic: str,
-        outbound_topic: Callable[[str], Awaitable[TopicT]],
-        dead_letter_topic: TopicT,
+        profiles: Any,  # faust Table: state_key -> ProfileState JSON bytes
+        topics: ProcessorTopics,
+        config_applied: Callable[[SourceRef], Awaitable[None]],
     ) -> None:
         self.routing = routing
         self.profiles = profiles
-        self.profile_topic = profile_topic
-        self.outbound_topic = outbound_topic
-        self.dead_letter_topic = dead_letter_topic
+        self.topics = topics
+        self.config_applied = config_applied
 
     async def process(self, events: Sequence[EventT[Any]]) -> None:
-        touched: dict[str, tuple[ProfileState, EventT[Any]]] = {}
-        pending: list[Awaitable[Any]] = []
+        unit = _Unit()
         for event in events:
-            message = event.message
-            source = SourceRef(
-                topic=message.topic, partition=message.partition, offset=message.offset
-            )
-            try:
-                parsed = parse_input(
-                    message.topic == self.profile_topic, message.key, message.value
-                )
-            except InvalidRecordError as error:
-                pending.append(
-                    await send_dead_letter(
-                        self.dead_letter_topic, source, message.key, message.value, error
-                    )
-                )
-                continue
-            if parsed.mpid in touched:
-                state = touched[parsed.mpid][0]
+            if event.message.topic == self.topics.sync:
+                await self._flush(unit)
+                unit = _Unit()
+                await self._sync(event)
             else:
-                with event_context(event):
-                    state = self._load(parsed.mpid)
-            decision = decide(state, parsed, self.routing, source)
-            pending.extend(await self._send(decision))
-            touched[parsed.mpid] = (decision.state, event)
-        # Acknowledged by Kafka before any state says they were sent.
-        await asyncio.gather(*pending)
-        for mpid, (state, event) in touched.items():
+                await self._handle(unit, event)
+        await self._flush(unit)
+
+    async def _handle(self, unit: _Unit, event: EventT[Any]) -> None:
+        message = event.message
+        source = source_of(event)
+        try:
+            parsed = parse_input(message.topic == self.topics.profiles, message.key, message.value)
+        except InvalidRecordError as error:
+            unit.pending.append(await self._dead_letter(source, message.key, message.value, error))
+            return
+        key = state_key(message.partition, parsed.mpid)
+        if key in unit.touched:
+            state = unit.touched[key][0] or new_profile(parsed.mpid)
+        else:
             with event_context(event):
-                self.profiles[mpid.encode()] = state.model_dump_json().encode()
+                stored = self.profiles.get(key)
+            state = ProfileState.model_validate_json(stored) if stored else new_profile(parsed.mpid)
+        decision = decide(state, parsed, self.routing, source)
+        await self._send(unit, decision)
+        unit.touched[key] = (decision.state, event)
 
-    def _load(self, mpid: str) -> ProfileState:
-        stored = self.profiles.get(mpid.encode())
-        return ProfileState.model_validate_json(stored) if stored else new_profile(mpid)
+    async def _sync(self, event: EventT[Any]) -> None:
+        """Reconcile this partition's profiles concerned by one config change."""
+        try:
+            request = parse(SyncRequest, event.message.value)
+        except InvalidRecordError as error:
+            message = event.message
+            await (await self._dead_letter(source_of(event), message.key, message.value, error))
+            return
+        await self.config_applied(request.config)
+        if request.kind == "output":
+            connections = self.routing.connections_of_output(request.id)
+        else:
+            found = self.routing.find_connection(request.id)
+            connections = [found] if found else []
+        # Cheap byte test before decoding: only profiles naming the audience or the connection.
+        needles = [orjson.dumps(c.audience_id) for c in connections] + [
+            orjson.dumps(c.connection_id) for c in connections
+        ]
+        if not needles:
+            return
+        prefix = state_key(event.message.partition, "")
+        with event_context(event):
+            keys = [key for key in self.profiles if key.startswith(prefix)]
+        source, timestamp = source_of(event), now_ms()
+        for start in range(0, len(keys), SYNC_CHUNK):
+            chunk = keys[start : start + SYNC_CHUNK]
+            unit = _Unit()
+            with event_context(event):
+                stored_states = [(key, self.profiles.get(key)) for key in chunk]
+            for key, stored in stored_states:
+                if stored is None or not any(needle in stored for needle in needles):
+                    continue
+                state = ProfileState.model_validate_json(stored)
+                decision = reconcile(state, self.routing, source, timestamp)
+                await self._send(unit, decision)
+                if decision.state is not state:
+                    unit.touched[key] = (decision.state, event)
+            await self._flush(unit)
 
-    async def _send(self, decision: Decision) -> list[Awaitable[Any]]:
-        sent: list[Awaitable[Any]] = []
+    async def _flush(self, unit: _Unit) -> None:
+        # Acknowledged by Kafka before any state says they were sent.
+        await asyncio.gather(*unit.pending)
+        for key, (state, event) in unit.touched.items():
+            with event_context(event):
+                if state is None:
+                    self.profiles.pop(key, None)
+                else:
+                    self.profiles[key] = state.model_dump_json().encode()
+
+    async def _send(self, unit: _Unit, decision: Decision) -> None:
         for record in decision.records:
-            topic = await self.outbound_topic(record.output_id)
-            sent.append(
+            topic = await self.topics.outbound(record.output_id)
+            unit.pending.append(
                 await topic.send(
                     key=record.mpid.encode(), value=record.model_dump_json().encode(), force=True
                 )
             )
             metrics.FORWARDED.labels(record.output_id, record.action).inc()
+        for status in decision.erasure_statuses:
+            unit.pending.append(
+                await self.topics.erasure_status.send(
+                    key=status.mpid.encode(), value=status.model_dump_json().encode(), force=True
+                )
+            )
         for drop in decision.drops:
             metrics.DROPPED.labels(drop.output_id or "", drop.reason).inc()
-        return sent
+
+    async def _dead_letter(
+        self, source: SourceRef, key: bytes | None, value: bytes | None, error: InvalidRecordError
+    ) -> Awaitable[Any]:
+        return await send_dead_letter(self.topics.dead_letters, source, key, value, error)
 
 
 async def send_dead_letter(
@@ -127,6 +217,6 @@ async def send_dead_letter(
     error: InvalidRecordError,
 ) -> Awaitable[Any]:
     """Send a dead letter now; returns the delivery future to wait on."""
-    letter = dead_letter(source, key, value, error.kind, error.message, int(time.time() * 1000))
+    letter = dead_letter(source, key, value, error.kind, error.message, now_ms())
     metrics.DEAD_LETTERS.labels(source.topic, error.kind).inc()
     return await topic.send(key=key, value=letter.model_dump_json().encode(), force=True)

@@ -12,34 +12,67 @@ class Routing:
     """Outputs and connections by id, and connections by audience.
 
     Plain data: the worker's config view fills it from the compacted config topics, the
-    forwarding functions read it.
+    forwarding functions read it. Deleted outputs and connections are retired, not forgotten:
+    their last version says where removes go and whether they are sent (``on_disconnect``).
     """
 
     def __init__(self) -> None:
         self.outputs: dict[str, Output] = {}
         self.connections: dict[str, ConnectionConfig] = {}
         self._by_audience: dict[str, dict[str, ConnectionConfig]] = {}
+        self._retired_outputs: dict[str, Output] = {}
+        self._retired_connections: dict[str, ConnectionConfig] = {}
 
     def put_output(self, output: Output) -> None:
+        self._retired_outputs.pop(output.output_id, None)
         self.outputs[output.output_id] = output
 
     def delete_output(self, output_id: str) -> None:
-        self.outputs.pop(output_id, None)
+        previous = self.outputs.pop(output_id, None)
+        if previous is not None:
+            self._retired_outputs[output_id] = previous
 
     def put_connection(self, connection: ConnectionConfig) -> None:
-        self.delete_connection(connection.connection_id)
+        self._unlink(connection.connection_id)
+        self._retired_connections.pop(connection.connection_id, None)
         self.connections[connection.connection_id] = connection
         self._by_audience.setdefault(connection.audience_id, {})[connection.connection_id] = (
             connection
         )
 
     def delete_connection(self, connection_id: str) -> None:
+        previous = self._unlink(connection_id)
+        if previous is not None:
+            self._retired_connections[connection_id] = previous
+
+    def _unlink(self, connection_id: str) -> ConnectionConfig | None:
         previous = self.connections.pop(connection_id, None)
         if previous is not None:
             audience = self._by_audience[previous.audience_id]
             del audience[connection_id]
             if not audience:
                 del self._by_audience[previous.audience_id]
+        return previous
 
     def connections_for(self, audience_id: str) -> Iterable[ConnectionConfig]:
         return self._by_audience.get(audience_id, {}).values()
+
+    def find_connection(self, connection_id: str) -> ConnectionConfig | None:
+        """The live connection, or the last version of a deleted one."""
+        return self.connections.get(connection_id) or self._retired_connections.get(connection_id)
+
+    def find_output(self, output_id: str) -> Output | None:
+        """The live output, or the last version of a deleted one."""
+        return self.outputs.get(output_id) or self._retired_outputs.get(output_id)
+
+    def is_live(self, connection: ConnectionConfig) -> bool:
+        """Active, not deleted, and its output not deleted: records may flow."""
+        return (
+            connection.active
+            and connection.connection_id in self.connections
+            and connection.output_id in self.outputs
+        )
+
+    def connections_of_output(self, output_id: str) -> list[ConnectionConfig]:
+        every = [*self.connections.values(), *self._retired_connections.values()]
+        return [connection for connection in every if connection.output_id == output_id]

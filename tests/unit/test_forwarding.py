@@ -230,12 +230,13 @@ def test_stale_membership_event_is_ignored_and_counted() -> None:
     assert "stale_event" in replay.drops
 
 
-def test_record_id_is_deterministic_per_source_connection_and_action() -> None:
+def test_record_id_is_deterministic_per_source_profile_connection_and_action() -> None:
     source = SourceRef(topic="t", partition=1, offset=2)
-    assert record_id(source, "c", "add") == record_id(source, "c", "add")
-    assert record_id(source, "c", "add") != record_id(source, "c", "remove")
+    assert record_id(source, "p", "c", "add") == record_id(source, "p", "c", "add")
+    assert record_id(source, "p", "c", "add") != record_id(source, "p", "c", "remove")
+    assert record_id(source, "p", "c", "add") != record_id(source, "q", "c", "add")
     other = SourceRef(topic="t", partition=1, offset=3)
-    assert record_id(source, "c", "add") != record_id(other, "c", "add")
+    assert record_id(source, "p", "c", "add") != record_id(other, "p", "c", "add")
 
 
 # Property: whatever the order of events, every partner ends up holding exactly the current
