@@ -96,9 +96,11 @@ class ConfigView:
         )
         await consumer.start()
         try:
-            partitions = await topic_partitions(
-                self.settings.kafka_client_options(), [self.outputs_topic, self.connections_topic]
-            )
+            topic_names = [self.outputs_topic, self.connections_topic]
+            options = self.settings.kafka_client_options()
+            # Polling: leader election of just-created topics signals nothing to wait on.
+            while (partitions := await topic_partitions(options, topic_names)) is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)

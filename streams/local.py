@@ -93,7 +93,8 @@ async def consume_async(
             for messages in batches.values():
                 for message in messages:
                     key = message.key.decode() if message.key is not None else None
-                    found.append((key, json.loads(message.value), message.partition))
+                    value = json.loads(message.value) if message.value is not None else None
+                    found.append((key, value, message.partition))
             if settle_until is None and len(found) >= expected:
                 settle_until = time.monotonic() + settle
     finally:
