@@ -15,6 +15,7 @@ from partners.catalog import Output
 from schemas import topics
 from schemas.parsing import InvalidRecordError
 from schemas.records import SyncRequest
+from streams import metrics
 from streams.config import ConfigView, apply_config
 from streams.dead_letters import redact
 from streams.processor import InputProcessor, ProcessorTopics, send_dead_letter, source_of
@@ -103,6 +104,7 @@ class Forwarder:
         self.app.agent(self.inputs, name="forward")(self._forward)
         self.app.agent(self.config_topics, name="validate-config")(self._validate_config)
         self.app.task(self._run_config_view)
+        self.app.timer(interval=5.0)(self._update_gauges)
         self._add_web_views()
 
     async def outbound_topic(self, output_id: str) -> TopicT:
@@ -164,19 +166,40 @@ class Forwarder:
                     key=message.key, value=request.model_dump_json().encode(), partition=partition
                 )
 
+    async def _update_gauges(self) -> None:
+        consumer = self.app.consumer
+        input_topics = self.inputs.topics
+        for tp in consumer.assignment():
+            if tp.topic in input_topics:
+                position = await consumer.position(tp)
+                if position is not None:
+                    lag = max(0, consumer.highwater(tp) - position)
+                    metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+        if self.settings.store == "memory":
+            metrics.TABLE_SIZE.set(len(self.profiles))
+
     def _add_web_views(self) -> None:
         config_view, app = self.config_view, self.app
 
-        @app.page("/healthz")
-        async def healthz(view: View, request: Request) -> Response:
-            # Faust serves the web only once tables are recovered; the config must be read too.
-            ready = config_view.loaded.is_set() and not app.rebalancing
+        def status(view: View, ready: bool) -> Response:
             body = {
                 "ready": ready,
                 "outputs": len(config_view.routing.outputs),
                 "connections": len(config_view.routing.connections),
             }
             return view.json(body, status=200 if ready else 503)
+
+        @app.page("/healthz")
+        async def healthz(view: View, request: Request) -> Response:
+            # Faust serves the web only once tables are recovered; the config must be read too.
+            return status(view, config_view.loaded.is_set())
+
+        @app.page("/readyz")
+        async def readyz(view: View, request: Request) -> Response:
+            # Ready to process: as /healthz, and in a settled group with partitions assigned.
+            assigned = bool(app.consumer.assignment())
+            settled = not app.rebalancing and assigned
+            return status(view, config_view.loaded.is_set() and settled)
 
         @app.page("/metrics")
         async def metrics(view: View, request: Request) -> Response:

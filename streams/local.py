@@ -23,6 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.kafka_admin import topic_partitions
 
@@ -30,6 +31,16 @@ BOOTSTRAP = os.environ.get("FORWARDER_KAFKA_BOOTSTRAP") or (
     f"127.0.0.1:{os.environ.get('FORWARDER_KAFKA_PORT', '9092')}"
 )
 REPO = Path(__file__).resolve().parents[1]
+
+
+def metric_value(exposition: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (Prometheus text)."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def free_port() -> int:
@@ -69,7 +80,7 @@ async def consume_async(
     topic: str, expected: int, wait_s: float, settle: float
 ) -> list[tuple[str | None, dict[str, Any], int]]:
     """Read a topic from the start until ``expected`` records arrived, then ``settle`` seconds
-    more to catch extras; returns (key, value, partition) tuples."""
+    more to catch extras; returns (key, value, partition) tuples, tombstones left out."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="earliest"
     )
@@ -92,9 +103,10 @@ async def consume_async(
             batches = await consumer.getmany(timeout_ms=200)
             for messages in batches.values():
                 for message in messages:
+                    if message.value is None:
+                        continue  # a tombstone (compacted topics, changelogs)
                     key = message.key.decode() if message.key is not None else None
-                    value = json.loads(message.value) if message.value is not None else None
-                    found.append((key, value, message.partition))
+                    found.append((key, json.loads(message.value), message.partition))
             if settle_until is None and len(found) >= expected:
                 settle_until = time.monotonic() + settle
     finally:
@@ -186,6 +198,9 @@ class Worker:
         url = f"http://127.0.0.1:{self.web_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
+
+    def metric(self, name: str, **labels: str) -> float:
+        return metric_value(self.metrics(), name, **labels)
 
     def wait_ready(self, timeout: float, outputs: int = 0, connections: int = 0) -> None:
         deadline = time.monotonic() + timeout

@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 FORWARDED = Counter(
     "forwarder_records_forwarded",
-    "Outbound records sent, per output and action.",
-    ["output_id", "action"],
+    "Outbound records sent, per output, connection and action.",
+    ["output_id", "connection_id", "action"],
 )
 DROPPED = Counter(
     "forwarder_records_dropped",
-    "Records not sent (or attribute lists ignored), per output and reason.",
-    ["output_id", "reason"],
+    "Records not sent (or attribute lists ignored), per output, connection and reason.",
+    ["output_id", "connection_id", "reason"],
+)
+LAST_RECORD = Gauge(
+    "forwarder_last_record_timestamp_seconds",
+    "When the last outbound record of a connection was sent (Unix time).",
+    ["output_id", "connection_id"],
 )
 DEAD_LETTERS = Counter(
     "forwarder_dead_letters",
     "Input records sent to the dead-letter topic, per source topic and error kind.",
     ["topic", "kind"],
+)
+LATENCY = Histogram(
+    "forwarder_processing_latency_seconds",
+    "From an input record's Kafka timestamp to Kafka's acknowledgement of its outbound records.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+CONSUMER_LAG = Gauge(
+    "forwarder_consumer_lag",
+    "Records between an input partition's high watermark and the worker's fetch position.",
+    ["topic", "partition"],
+)
+TABLE_SIZE = Gauge(
+    "forwarder_table_profiles",
+    "Profiles held in this worker's table (memory store; not counted with RocksDB).",
 )

@@ -90,6 +90,8 @@ class _Unit:
 
     touched: dict[bytes, tuple[ProfileState | None, EventT[Any]]] = field(default_factory=dict)
     pending: list[Awaitable[Any]] = field(default_factory=list)
+    # Kafka timestamps (seconds) of the input records that caused sends: for the latency metric.
+    sources_sent: list[float] = field(default_factory=list)
 
 
 class InputProcessor:
@@ -134,6 +136,8 @@ class InputProcessor:
             state = ProfileState.model_validate_json(stored) if stored else new_profile(parsed.mpid)
         decision = decide(state, parsed, self.routing, source)
         await self._send(unit, decision)
+        if decision.records:
+            unit.sources_sent.append(message.timestamp)
         unit.touched[key] = (decision.state, event)
 
     async def _sync(self, event: EventT[Any]) -> None:
@@ -178,6 +182,9 @@ class InputProcessor:
     async def _flush(self, unit: _Unit) -> None:
         # Acknowledged by Kafka before any state says they were sent.
         await asyncio.gather(*unit.pending)
+        acknowledged = time.time()
+        for timestamp in unit.sources_sent:
+            metrics.LATENCY.observe(max(0.0, acknowledged - timestamp))
         for key, (state, event) in unit.touched.items():
             with event_context(event):
                 if state is None:
@@ -193,7 +200,8 @@ class InputProcessor:
                     key=record.mpid.encode(), value=record.model_dump_json().encode(), force=True
                 )
             )
-            metrics.FORWARDED.labels(record.output_id, record.action).inc()
+            metrics.FORWARDED.labels(record.output_id, record.connection_id, record.action).inc()
+            metrics.LAST_RECORD.labels(record.output_id, record.connection_id).set_to_current_time()
         for status in decision.erasure_statuses:
             unit.pending.append(
                 await self.topics.erasure_status.send(
@@ -201,7 +209,9 @@ class InputProcessor:
                 )
             )
         for drop in decision.drops:
-            metrics.DROPPED.labels(drop.output_id or "", drop.reason).inc()
+            metrics.DROPPED.labels(
+                drop.output_id or "", drop.connection_id or "", drop.reason
+            ).inc()
 
     async def _dead_letter(
         self, source: SourceRef, key: bytes | None, value: bytes | None, error: InvalidRecordError

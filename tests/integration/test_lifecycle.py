@@ -183,9 +183,7 @@ def test_consent_rule_blocks_then_grant_adds_and_withdrawal_removes(worker: Work
     )
     records = consume(worker.topic(f"forward-{out}"), expected=2, settle=2)
     assert actions(records) == [(mpid, "add"), (mpid, "remove")]
-    assert (
-        f'forwarder_records_dropped_total{{output_id="{out}",reason="consent"}}' in worker.metrics()
-    )
+    assert worker.metric("forwarder_records_dropped_total", output_id=out, reason="consent") >= 1
 
 
 def test_duplicate_and_stale_membership_events_change_nothing(worker: Worker) -> None:
@@ -198,4 +196,4 @@ def test_duplicate_and_stale_membership_events_change_nothing(worker: Worker) ->
     produce(worker.topic("audience-memberships"), [(mpid, add), (mpid, add), (mpid, stale_remove)])
     records = consume(worker.topic(f"forward-{out}"), expected=1, settle=3)
     assert actions(records) == [(mpid, "add")]
-    assert 'reason="stale_event"' in worker.metrics()
+    assert worker.metric("forwarder_records_dropped_total", reason="stale_event") >= 1
