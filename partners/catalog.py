@@ -15,6 +15,14 @@ I = IdentityType
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A token bucket: requests per second, and how many may go at once after a quiet spell."""
+
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
 class Partner:
     name: str
     description: str
@@ -22,6 +30,14 @@ class Partner:
     supports_attributes: bool
     # "custom": accepted identities and attribute support come from each output record.
     configurable: bool = False
+    # Delivery facts, read by the sink runner (partners/runner.py).
+    # The built-in adapter that delivers to it; None: downstream teams consume the topic.
+    adapter: str | None = None
+    # The partner's documented maximum of records (rows, objects) in one request.
+    batch_limit: int = 1000
+    rate_limit: RateLimit = RateLimit(per_second=10.0, burst=10)
+    # Identity types sent as SHA-256 of the normalized value.
+    hashed_identities: frozenset[IdentityType] = frozenset()
 
 
 CATALOG: dict[str, Partner] = {
@@ -40,6 +56,11 @@ CATALOG: dict[str, Partner] = {
             "hashed email and phone, mobile advertising ids.",
             accepted_identities=frozenset({I.EMAIL, I.MOBILE_NUMBER, I.IOS_IDFA, I.ANDROID_AAID}),
             supports_attributes=False,
+            adapter="ad-audiences",
+            batch_limit=10_000,
+            # Marketing API calls are scored per ad account; a few large calls a second is safe.
+            rate_limit=RateLimit(per_second=5.0, burst=5),
+            hashed_identities=frozenset({I.EMAIL, I.MOBILE_NUMBER}),
         ),
         Partner(
             name="push",
@@ -53,6 +74,33 @@ CATALOG: dict[str, Partner] = {
             "email and customer id, with user attributes.",
             accepted_identities=frozenset({I.EMAIL, I.CUSTOMER_ID}),
             supports_attributes=True,
+            adapter="email-crm",
+            batch_limit=75,
+            # /users/track allows 50,000 requests a minute per workspace (about 830 a second).
+            rate_limit=RateLimit(per_second=100.0, burst=100),
+        ),
+        Partner(
+            name="webhook",
+            description="Any HTTP endpoint: JSON batches POSTed to a URL; the output record "
+            "says which identities it accepts.",
+            accepted_identities=frozenset(IdentityType),
+            supports_attributes=True,
+            configurable=True,
+            adapter="webhook",
+            batch_limit=1000,
+            rate_limit=RateLimit(per_second=20.0, burst=20),
+        ),
+        Partner(
+            name="jsonl",
+            description="Files of JSON lines rotated by size, for warehouse loaders; the output "
+            "record says which identities it accepts.",
+            accepted_identities=frozenset(IdentityType),
+            supports_attributes=True,
+            configurable=True,
+            adapter="jsonl",
+            batch_limit=10_000,
+            # A local disk needs no limit; the bucket never empties at this rate.
+            rate_limit=RateLimit(per_second=1_000_000.0, burst=1_000_000),
         ),
     )
 }
@@ -88,7 +136,8 @@ def resolve_output(config: OutputConfig) -> Output:
     if partner.configurable:
         if not requested:
             raise OutputConfigError(
-                "accepted_identities", "a custom output must list the identity types it accepts"
+                "accepted_identities",
+                f"a {partner.name} output must list the identity types it accepts",
             )
         accepted = requested
         supports_attributes = bool(config.supports_attributes)
