@@ -18,6 +18,7 @@ from schemas.records import SyncRequest
 from streams import metrics
 from streams.config import ConfigView, apply_config
 from streams.dead_letters import redact
+from streams.kafka_admin import TopicSpec, ensure_topics
 from streams.processor import InputProcessor, ProcessorTopics, send_dead_letter, source_of
 from streams.routing import Routing
 from streams.settings import Settings
@@ -106,6 +107,32 @@ class Forwarder:
         self.app.task(self._run_config_view)
         self.app.timer(interval=5.0)(self._update_gauges)
         self._add_web_views()
+
+    async def create_topics(self) -> None:
+        """Create the missing topics of ``required_topics``; run before the worker starts."""
+        await ensure_topics(
+            self.settings.kafka_client_options(),
+            self.required_topics(),
+            self.settings.replication_factor,
+        )
+
+    def required_topics(self) -> list[TopicSpec]:
+        """Every topic the worker reads or writes at start (outbound ones come with outputs).
+
+        They must exist before Faust subscribes: its assignor co-partitions only the topics it
+        sees then, and the sync topic must be co-partitioned with the inputs and the table.
+        """
+        settings, partitions = self.settings, self.settings.input_partitions
+        return [
+            TopicSpec(settings.topic(topics.PROFILE_UPDATES), partitions),
+            TopicSpec(settings.topic(topics.AUDIENCE_MEMBERSHIPS), partitions),
+            TopicSpec(settings.topic(topics.SYNC), partitions),
+            TopicSpec(self.profiles.changelog_topic.get_topic_name(), partitions, compacted=True),
+            TopicSpec(settings.topic(topics.OUTPUTS), 1, compacted=True),
+            TopicSpec(settings.topic(topics.CONNECTIONS), 1, compacted=True),
+            TopicSpec(settings.topic(topics.DEAD_LETTERS), partitions),
+            TopicSpec(settings.topic(topics.ERASURE_STATUS), partitions),
+        ]
 
     async def outbound_topic(self, output_id: str) -> TopicT:
         """The forward-<output_id> topic, created on first use."""

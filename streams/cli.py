@@ -19,6 +19,7 @@ def _worker(args: argparse.Namespace) -> int:
     settings = load_settings()
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     forwarder = Forwarder(settings)
+    asyncio.run(forwarder.create_topics())
     worker = faust.Worker(forwarder.app, loglevel=settings.log_level.upper())
     worker.execute_from_commandline()
     return 0

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 
 async def topic_partitions(
@@ -31,3 +32,55 @@ async def topic_partitions(
     if any(leader < 0 for _, leader in found):
         return None
     return [tp for tp, _ in found]
+
+
+# Kafka's error codes a create answers with that mean nothing is wrong.
+_CREATED_OR_EXISTS = (0, 36)
+
+
+class TopicCreateError(RuntimeError):
+    """The broker refused to create a topic (rights, partition or replication limits)."""
+
+
+async def create_topics(
+    client_options: dict[str, Any],
+    names: list[str],
+    partitions: int,
+    replication_factor: int,
+    config: dict[str, str] | None = None,
+) -> None:
+    """Create the named topics; those that exist already are left as they are."""
+    admin = AIOKafkaAdminClient(**client_options)
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [
+                NewTopic(name, partitions, replication_factor, topic_configs=config or {})
+                for name in names
+            ]
+        )
+    finally:
+        await admin.close()
+    refused = [
+        str(error[0]) for error in response.topic_errors if error[1] not in _CREATED_OR_EXISTS
+    ]
+    if refused:
+        raise TopicCreateError(f"could not create topics: {', '.join(refused)}")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    compacted: bool = False
+
+
+async def ensure_topics(
+    client_options: dict[str, Any], specs: list[TopicSpec], replication_factor: int
+) -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are."""
+    for spec in specs:
+        config = {"cleanup.policy": "compact"} if spec.compacted else None
+        await create_topics(
+            client_options, [spec.name], spec.partitions, replication_factor, config
+        )
