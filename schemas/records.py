@@ -99,7 +99,7 @@ class CcpaConsent(_Record):
 class Consent(_Record):
     """Consent states; each purpose given replaces the one held, absent ones stay."""
 
-    gdpr: dict[NonEmpty, GdprConsent] = {}
+    gdpr: dict[NonEmpty, GdprConsent] = Field(default_factory=dict)
     ccpa: CcpaConsent | None = None
 
 
@@ -113,8 +113,10 @@ class ProfileUpdate(_Record):
     type: Literal["profile_update"]
     mpid: Mpid
     timestamp_ms: TimestampMs
-    identities: dict[IdentityType, IdentityValue | list[IdentityValue] | None] = {}
-    attributes: dict[NonEmpty, JsonValue] = {}
+    identities: dict[IdentityType, IdentityValue | list[IdentityValue] | None] = Field(
+        default_factory=dict
+    )
+    attributes: dict[NonEmpty, JsonValue] = Field(default_factory=dict)
     consent: Consent | None = None
 
 
@@ -148,13 +150,13 @@ class OutputConfig(_Record):
     name: str = ""
     accepted_identities: list[IdentityType] | None = None
     supports_attributes: bool | None = None
-    settings: dict[str, JsonValue] = {}
+    settings: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class ConsentRule(_Record):
     """A connection's consent requirement; profiles failing it are not sent."""
 
-    require_gdpr: list[NonEmpty] = []
+    require_gdpr: list[NonEmpty] = Field(default_factory=list)
     block_ccpa_opt_out: bool = False
 
 
@@ -165,7 +167,7 @@ class ConnectionConfig(_Record):
     audience_id: NonEmpty
     output_id: OutputId
     status: Literal["active", "inactive"]
-    forwarded_attributes: list[NonEmpty] = []
+    forwarded_attributes: list[NonEmpty] = Field(default_factory=list)
     on_disconnect: Literal["keep", "remove"] = Field(
         "keep",
         description="When the connection is deactivated or deleted: keep what the partner "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.records import Consent, Identity, IdentityType
 
@@ -30,13 +30,13 @@ class SentState(_State):
     output_id: str
     audience_id: str
     identities: tuple[Identity, ...]
-    attributes: dict[str, Any] = {}
+    attributes: dict[str, Any] = Field(default_factory=dict)
 
 
 class ProfileState(_State):
     mpid: str
-    identities: dict[IdentityType, tuple[str, ...]] = {}
-    attributes: dict[str, Any] = {}
-    memberships: dict[str, MembershipState] = {}
-    sent: dict[str, SentState] = {}
-    consent: Consent = Consent()
+    identities: dict[IdentityType, tuple[str, ...]] = Field(default_factory=dict)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    memberships: dict[str, MembershipState] = Field(default_factory=dict)
+    sent: dict[str, SentState] = Field(default_factory=dict)
+    consent: Consent = Field(default_factory=Consent)
