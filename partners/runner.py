@@ -255,7 +255,7 @@ def build_sink(
 
 
 class SinkRunner:
-    """Several outputs' sinks in one process, with /healthz and /metrics."""
+    """Several outputs' sinks in one process, with /healthz, /readyz and /metrics."""
 
     def __init__(
         self,
@@ -330,6 +330,8 @@ class SinkRunner:
     async def _serve_web(self, stack: contextlib.AsyncExitStack) -> None:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
+        # The server starts once every sink has joined its group: alive and ready are one.
+        app.router.add_get("/readyz", self._healthz)
         app.router.add_get("/metrics", _metrics)
         web_runner = web.AppRunner(app, access_log=None)
         await web_runner.setup()

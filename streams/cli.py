@@ -8,6 +8,7 @@ import sys
 
 import uvloop
 
+from streams.control.commands import add_client_commands
 from streams.settings import load_settings
 
 
@@ -31,6 +32,12 @@ def _sink(args: argparse.Namespace) -> int:
     return run_sinks(args.output, load_settings())
 
 
+def _api(args: argparse.Namespace) -> int:
+    from streams.control.api import run_api
+
+    return run_api(load_settings())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forwarder",
@@ -49,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="an output to deliver; repeat to run several in one process",
     )
     sink.set_defaults(run=_sink)
+    api = commands.add_parser("api", help="serve the control-plane HTTP API")
+    api.set_defaults(run=_api)
+    add_client_commands(commands)
     return parser
 
 

@@ -16,31 +16,21 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from prometheus_client.parser import text_string_to_metric_families
+from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafka_admin import topic_partitions
+from streams.control.stats import metric_value
+from streams.kafka_admin import create_topics, topic_partitions
 
 BOOTSTRAP = os.environ.get("FORWARDER_KAFKA_BOOTSTRAP") or (
     f"127.0.0.1:{os.environ.get('FORWARDER_KAFKA_PORT', '9092')}"
 )
 REPO = Path(__file__).resolve().parents[1]
-
-
-def metric_value(exposition: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels`` (Prometheus text)."""
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(exposition)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 def free_port() -> int:
@@ -121,14 +111,7 @@ def consume(
 
 
 async def create_topics_async(names: list[str], partitions: int = 1) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
-        )
-    finally:
-        await admin.close()
+    await create_topics({"bootstrap_servers": BOOTSTRAP}, names, partitions, replication_factor=1)
 
 
 async def list_topics_async() -> set[str]:
@@ -140,84 +123,46 @@ async def list_topics_async() -> set[str]:
         await admin.close()
 
 
-@dataclass
-class Worker:
-    """A real `forwarder worker` process."""
+class Service:
+    """A `forwarder` subcommand running as a process, its output in a log file."""
 
-    prefix: str
-    app_id: str
-    data_dir: Path
-    partitions: int = 2
-    extra_env: dict[str, str] = field(default_factory=dict)
-    web_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-
-    def topic(self, name: str) -> str:
-        return f"{self.prefix}{name}"
+    process: subprocess.Popen[bytes] | None
+    log_path: Path | None
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "FORWARDER_KAFKA_BOOTSTRAP": BOOTSTRAP,
-                "FORWARDER_TOPIC_PREFIX": self.prefix,
-                "FORWARDER_APP_ID": self.app_id,
-                "FORWARDER_INPUT_PARTITIONS": str(self.partitions),
-                "FORWARDER_OUTBOUND_PARTITIONS": str(self.partitions),
-                "FORWARDER_WEB_PORT": str(self.web_port),
-                "FORWARDER_DATA_DIR": str(self.data_dir),
-                "FORWARDER_LOG_LEVEL": "info",
-            }
-        )
-        env.update(self.extra_env)
-        return env
+        return dict(os.environ)
 
-    def start(self, timeout: float = 90.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.data_dir / f"worker-{self.web_port}.log"
-        log = self.log_path.open("wb")
+    def spawn(self, command: str, log_path: Path) -> None:
+        self.log_path = log_path
+        log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker"],
+            [sys.executable, "-m", "streams.cli", command],
             env=self.env(),
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        self.wait_ready(timeout)
 
-    def health(self) -> dict[str, Any] | None:
+    @staticmethod
+    def get_json(url: str) -> dict[str, Any] | None:
+        """The JSON object at ``url`` when it answers 200, else None."""
         try:
-            url = f"http://127.0.0.1:{self.web_port}/healthz"
             with urllib.request.urlopen(url, timeout=2) as response:
                 return dict(json.loads(response.read()))
         except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
             return None
 
-    def metrics(self) -> str:
-        url = f"http://127.0.0.1:{self.web_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return str(response.read().decode())
-
-    def metric(self, name: str, **labels: str) -> float:
-        return metric_value(self.metrics(), name, **labels)
-
-    def wait_ready(self, timeout: float, outputs: int = 0, connections: int = 0) -> None:
+    def wait_for(self, ready: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        name = type(self).__name__
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise AssertionError(f"worker exited {self.process.returncode}:\n{self.log_tail()}")
-            health = self.health()
-            if (
-                health
-                and health.get("ready")
-                and health["outputs"] >= outputs
-                and health["connections"] >= connections
-            ):
+                raise AssertionError(f"{name} exited {self.process.returncode}:\n{self.log_tail()}")
+            if ready():
                 return
             time.sleep(0.25)
-        raise AssertionError(f"worker not ready in {timeout}s:\n{self.log_tail()}")
+        raise AssertionError(f"{name} not ready in {timeout}s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 60) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -233,3 +178,106 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+@dataclass
+class Worker(Service):
+    """A real `forwarder worker` process."""
+
+    prefix: str
+    app_id: str
+    data_dir: Path
+    partitions: int = 2
+    extra_env: dict[str, str] = field(default_factory=dict)
+    web_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env.update(
+            {
+                "FORWARDER_KAFKA_BOOTSTRAP": BOOTSTRAP,
+                "FORWARDER_TOPIC_PREFIX": self.prefix,
+                "FORWARDER_APP_ID": self.app_id,
+                "FORWARDER_INPUT_PARTITIONS": str(self.partitions),
+                "FORWARDER_OUTBOUND_PARTITIONS": str(self.partitions),
+                "FORWARDER_WEB_PORT": str(self.web_port),
+                "FORWARDER_DATA_DIR": str(self.data_dir),
+                "FORWARDER_LOG_LEVEL": "info",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/metrics"
+
+    def start(self, timeout: float = 90.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.spawn("worker", self.data_dir / f"worker-{self.web_port}.log")
+        self.wait_ready(timeout)
+
+    def health(self) -> dict[str, Any] | None:
+        return self.get_json(f"http://127.0.0.1:{self.web_port}/healthz")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def metric(self, name: str, **labels: str) -> float:
+        return metric_value(self.metrics(), name, **labels)
+
+    def wait_ready(self, timeout: float, outputs: int = 0, connections: int = 0) -> None:
+        def ready() -> bool:
+            health = self.health()
+            return bool(
+                health
+                and health.get("ready")
+                and health["outputs"] >= outputs
+                and health["connections"] >= connections
+            )
+
+        self.wait_for(ready, timeout)
+
+
+@dataclass
+class ControlApi(Service):
+    """A real `forwarder api` process (the control plane) on a topic prefix."""
+
+    prefix: str
+    data_dir: Path
+    token: str
+    worker_metrics_urls: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env.update(
+            {
+                "FORWARDER_KAFKA_BOOTSTRAP": BOOTSTRAP,
+                "FORWARDER_TOPIC_PREFIX": self.prefix,
+                "FORWARDER_API_PORT": str(self.port),
+                "FORWARDER_API_TOKEN": self.token,
+                "FORWARDER_WORKER_METRICS_URLS": json.dumps(self.worker_metrics_urls),
+                "FORWARDER_LOG_LEVEL": "info",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.spawn("api", self.data_dir / f"api-{self.port}.log")
+        self.wait_for(lambda: self.get_json(f"{self.url}/readyz") is not None, timeout)

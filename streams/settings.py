@@ -33,6 +33,15 @@ class Settings(BaseSettings):
     batch_within_ms: int = Field(10, ge=1, le=10_000, description="Longest wait to fill one.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # The control plane (`forwarder api`) and the clients of it (`forwarder outputs ...`).
+    api_host: str = Field("127.0.0.1", description="Interface of the control-plane API.")
+    api_port: int = Field(6068, ge=1, le=65535)
+    api_token: SecretStr | None = Field(None, description="Bearer token that API writes need.")
+    api_writes_enabled: bool = Field(True, description="False: the API serves reads only.")
+    worker_metrics_urls: list[str] = Field(
+        [], description="Workers' /metrics URLs (JSON list) the API sums per-connection stats of."
+    )
+
     # Managed Kafka (MSK, Confluent Cloud, Redpanda Cloud): passed through to aiokafka.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
