@@ -1,0 +1,83 @@
+"""Baseline (1): the raw client's ceiling, consume -> orjson decode -> dict update -> produce.
+
+Run as its own process (``python -m benchmarks.baseline_raw``), as the worker is. It commits
+each fetched batch once Kafka has acknowledged that batch's outbound records: the same
+at-least-once shape as the forwarder's hot path, minus Faust and minus the decisions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from benchmarks.harness import Subprocess, Throughput, Watch, check_counts, create_topics
+from streams.local import BOOTSTRAP
+
+
+async def passthrough(inputs: list[str], output: str, group: str) -> None:
+    consumer = AIOKafkaConsumer(
+        *inputs,
+        bootstrap_servers=BOOTSTRAP,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    state: dict[bytes, dict[str, Any]] = {}
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=100, max_records=1000)
+            pending = []
+            for messages in batches.values():
+                for message in messages:
+                    state.setdefault(message.key, {}).update(orjson.loads(message.value))
+                    pending.append(
+                        await producer.send(output, key=message.key, value=message.value)
+                    )
+            if pending:
+                await asyncio.gather(*pending)
+                await consumer.commit()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def measure(run_dir: Path, name: str, inputs: list[str], events: int) -> Throughput:
+    """Pass ``events`` preloaded input records through; timed on the output topic."""
+    output = f"{name}.out"
+    await create_topics([output], partitions=1)
+    watch = Watch([output], expected=events)
+    await watch.start(first_within=60, idle_within=30)
+    process = Subprocess(
+        "benchmarks.baseline_raw",
+        ["--group", name, "--output", output, *inputs],
+        run_dir / f"{name}.log",
+    )
+    try:
+        arrivals = await watch.result()
+        process.check_alive()
+    finally:
+        process.stop()
+    check_counts(arrivals, {output: events}, "raw aiokafka baseline")
+    return Throughput("raw aiokafka", events, arrivals.total, arrivals.seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--group", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("inputs", nargs="+")
+    args = parser.parse_args()
+    uvloop.run(passthrough(args.inputs, args.output, args.group))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Scenario (b): latency at a steady offered load of half the maximum measured in (a).
+
+New profiles are offered at a constant rate, each as a profile update and a membership add
+stamped with their produce time (``timestamp_ms``, which the worker carries into every
+outbound record); latency is an outbound record's arrival here minus that stamp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from benchmarks import data, deploy
+from benchmarks.harness import Watch, check_counts
+from schemas import topics
+from streams.local import BOOTSTRAP, Worker
+
+
+@dataclass
+class LatencyResult:
+    offered_events_per_s: float
+    seconds: float
+    outbound: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    # the 1st to 99th percentiles, for the chart
+    percentiles_ms: list[float]
+
+
+async def run(run_dir: Path, run_id: str, events_per_s: float, seconds: float) -> LatencyResult:
+    worker = deploy.worker(run_dir, f"{run_id}-b", partitions=1)
+    outputs = data.OUTPUT_IDENTITIES
+    await deploy.prepare(worker, outputs, [(data.AUDIENCE, output_id) for output_id in outputs])
+    profiles = max(1, int(events_per_s * seconds / 2))
+    expected = dict.fromkeys(deploy.outbound_topics(worker, list(outputs)), profiles)
+    await asyncio.to_thread(worker.start)
+    try:
+        await deploy.settle([worker])
+        watch = Watch(list(expected), sum(expected.values()), latency=True)
+        await watch.start(first_within=60, idle_within=30)
+        await offer(worker, profiles, events_per_s)
+        arrivals = await watch.result()
+    finally:
+        worker.stop()
+    check_counts(arrivals, expected, "latency run")
+    cuts = statistics.quantiles(arrivals.latencies_ms, n=100, method="inclusive")
+    return LatencyResult(
+        offered_events_per_s=events_per_s,
+        seconds=seconds,
+        outbound=arrivals.total,
+        p50_ms=cuts[49],
+        p99_ms=cuts[98],
+        max_ms=max(arrivals.latencies_ms),
+        percentiles_ms=cuts,
+    )
+
+
+async def offer(worker: Worker, profiles: int, events_per_s: float) -> None:
+    """Two events per profile, paced against the clock (not by sleeping a fixed step)."""
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=0)
+    await producer.start()
+    try:
+        updates = worker.topic(topics.PROFILE_UPDATES)
+        memberships = worker.topic(topics.AUDIENCE_MEMBERSHIPS)
+        for topic in (updates, memberships):
+            await producer.partitions_for(topic)  # metadata before the clock starts
+        pending = []
+        start = time.monotonic()
+        for n in range(profiles):
+            delay = start + 2 * n / events_per_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now_ms = int(time.time() * 1000)
+            key = data.mpid(n)
+            pending.append(
+                await producer.send(updates, key=key, value=data.profile_update(n, now_ms))
+            )
+            pending.append(
+                await producer.send(
+                    memberships, key=key, value=data.membership(n, timestamp_ms=now_ms)
+                )
+            )
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
