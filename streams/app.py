@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import Any, cast
 
 import faust
 from faust import Stream
-from faust.types import StreamT, TopicT
+from faust.types import StreamT
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -44,6 +45,9 @@ class Forwarder:
             key_serializer="raw",
             value_serializer="raw",
             producer_acks=-1,
+            # Outbound records are sent a batch at a time, then awaited: let them share requests.
+            producer_linger_ms=settings.producer_linger_ms,
+            producer_max_batch_size=settings.producer_batch_bytes,
             web_enabled=True,
             web_bind=settings.web_host,
             web_host=settings.web_host,
@@ -51,7 +55,7 @@ class Forwarder:
             autodiscover=False,
         )
         self.routing = Routing()
-        self._outbound: dict[str, TopicT] = {}
+        self._outbound_topics: set[str] = set()
         self.config_view = ConfigView(settings, self.routing, on_output=self._on_output)
 
         # One stream, co-partitioned: a profile's updates, memberships and the sync requests
@@ -61,25 +65,15 @@ class Forwarder:
             settings.topic(topics.AUDIENCE_MEMBERSHIPS),
             settings.topic(topics.SYNC),
             partitions=settings.input_partitions,
-            internal=True,  # "internal" makes Faust create the topics before it subscribes
         )
         self.sync_requests = self.app.topic(
-            settings.topic(topics.SYNC), partitions=settings.input_partitions, internal=True
+            settings.topic(topics.SYNC), partitions=settings.input_partitions
         )
         self.config_topics = self.app.topic(
             settings.topic(topics.OUTPUTS),
             settings.topic(topics.CONNECTIONS),
             partitions=1,
             compacting=True,
-            internal=True,
-        )
-        self.dead_letters = self.app.topic(
-            settings.topic(topics.DEAD_LETTERS), partitions=settings.input_partitions, internal=True
-        )
-        self.erasure_status = self.app.topic(
-            settings.topic(topics.ERASURE_STATUS),
-            partitions=settings.input_partitions,
-            internal=True,
         )
         self.profiles = self.app.Table(
             "profiles",
@@ -94,10 +88,11 @@ class Forwarder:
             topics=ProcessorTopics(
                 profiles=settings.topic(topics.PROFILE_UPDATES),
                 sync=settings.topic(topics.SYNC),
+                dead_letters=settings.topic(topics.DEAD_LETTERS),
+                erasure_status=settings.topic(topics.ERASURE_STATUS),
                 outbound=self.outbound_topic,
-                dead_letters=self.dead_letters,
-                erasure_status=self.erasure_status,
             ),
+            send=self.send,
             config_applied=self.config_view.applied,
         )
 
@@ -134,26 +129,30 @@ class Forwarder:
             TopicSpec(settings.topic(topics.ERASURE_STATUS), partitions),
         ]
 
-    async def outbound_topic(self, output_id: str) -> TopicT:
-        """The forward-<output_id> topic, created on first use."""
-        topic = self._outbound.get(output_id)
-        if topic is None:
-            topic = self.app.topic(
-                self.settings.topic(topics.outbound(output_id)),
-                partitions=self.settings.outbound_partitions,
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        """Produce through Faust's producer (so its commit flushes it), skipping Topic.send's
+        per-message machinery; returns the acknowledgement future."""
+        acknowledged: Awaitable[Any] = await self.app.producer.send(
+            topic, key, value, partition=None, timestamp=None, headers=None
+        )
+        return acknowledged
+
+    async def outbound_topic(self, output_id: str) -> str:
+        """The forward-<output_id> topic's name, created on first use."""
+        name = self.settings.topic(topics.outbound(output_id))
+        if name not in self._outbound_topics:
+            await ensure_topics(
+                self.settings.kafka_client_options(),
+                [TopicSpec(name, self.settings.outbound_partitions)],
+                self.settings.replication_factor,
             )
-            await topic.maybe_declare()
-            self._outbound[output_id] = topic
-        return topic
+            self._outbound_topics.add(name)
+        return name
 
     async def _on_output(self, output: Output) -> None:
         await self.outbound_topic(output.output_id)
 
     async def _run_config_view(self) -> None:
-        # Agents wait for the config, so every topic they write exists before they run.
-        await self.config_topics.maybe_declare()
-        await self.dead_letters.maybe_declare()
-        await self.erasure_status.maybe_declare()
         await self.config_view.run()
 
     async def _forward(self, stream: StreamT[Any]) -> None:
@@ -181,7 +180,14 @@ class Forwarder:
                 apply_config(Routing(), is_output, message.key, message.value)
             except InvalidRecordError as error:
                 value = redact(message.value) if is_output else message.value
-                await send_dead_letter(self.dead_letters, source, message.key, value, error)
+                await send_dead_letter(
+                    self.send,
+                    self.settings.topic(topics.DEAD_LETTERS),
+                    source,
+                    message.key,
+                    value,
+                    error,
+                )
                 continue
             request = SyncRequest(
                 kind="output" if is_output else "connection",
@@ -190,7 +196,10 @@ class Forwarder:
             )
             for partition in range(self.settings.input_partitions):
                 await self.sync_requests.send(
-                    key=message.key, value=request.model_dump_json().encode(), partition=partition
+                    key=message.key,
+                    value=request.model_dump_json().encode(),
+                    partition=partition,
+                    force=True,  # now, not at the config offset's commit: syncs start sooner
                 )
 
     async def _update_gauges(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 from faust import streams as faust_streams
-from faust.types import EventT, TopicT
+from faust.types import EventT
 from pydantic import TypeAdapter
 
 from schemas.parsing import InvalidRecordError, parse, parse_union
@@ -75,13 +75,18 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+# Produce one record (topic, key, value); returns the future of Kafka's acknowledgement.
+Send = Callable[[str, bytes | None, bytes], Awaitable[Awaitable[Any]]]
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessorTopics:
     profiles: str
     sync: str
-    outbound: Callable[[str], Awaitable[TopicT]]
-    dead_letters: TopicT
-    erasure_status: TopicT
+    dead_letters: str
+    erasure_status: str
+    # output_id -> its forward topic's name, creating the topic on first use
+    outbound: Callable[[str], Awaitable[str]]
 
 
 @dataclass(slots=True)
@@ -101,11 +106,13 @@ class InputProcessor:
         routing: Routing,
         profiles: Any,  # faust Table: state_key -> ProfileState JSON bytes
         topics: ProcessorTopics,
+        send: Send,
         config_applied: Callable[[SourceRef], Awaitable[None]],
     ) -> None:
         self.routing = routing
         self.profiles = profiles
         self.topics = topics
+        self.send = send
         self.config_applied = config_applied
 
     async def process(self, events: Sequence[EventT[Any]]) -> None:
@@ -196,16 +203,16 @@ class InputProcessor:
         for record in decision.records:
             topic = await self.topics.outbound(record.output_id)
             unit.pending.append(
-                await topic.send(
-                    key=record.mpid.encode(), value=record.model_dump_json().encode(), force=True
-                )
+                await self.send(topic, record.mpid.encode(), record.model_dump_json().encode())
             )
             metrics.FORWARDED.labels(record.output_id, record.connection_id, record.action).inc()
             metrics.LAST_RECORD.labels(record.output_id, record.connection_id).set_to_current_time()
         for status in decision.erasure_statuses:
             unit.pending.append(
-                await self.topics.erasure_status.send(
-                    key=status.mpid.encode(), value=status.model_dump_json().encode(), force=True
+                await self.send(
+                    self.topics.erasure_status,
+                    status.mpid.encode(),
+                    status.model_dump_json().encode(),
                 )
             )
         for drop in decision.drops:
@@ -216,11 +223,14 @@ class InputProcessor:
     async def _dead_letter(
         self, source: SourceRef, key: bytes | None, value: bytes | None, error: InvalidRecordError
     ) -> Awaitable[Any]:
-        return await send_dead_letter(self.topics.dead_letters, source, key, value, error)
+        return await send_dead_letter(
+            self.send, self.topics.dead_letters, source, key, value, error
+        )
 
 
 async def send_dead_letter(
-    topic: TopicT,
+    send: Send,
+    topic: str,
     source: SourceRef,
     key: bytes | None,
     value: bytes | None,
@@ -229,4 +239,4 @@ async def send_dead_letter(
     """Send a dead letter now; returns the delivery future to wait on."""
     letter = dead_letter(source, key, value, error.kind, error.message, now_ms())
     metrics.DEAD_LETTERS.labels(source.topic, error.kind).inc()
-    return await topic.send(key=key, value=letter.model_dump_json().encode(), force=True)
+    return await send(topic, key, letter.model_dump_json().encode())

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=1, le=65535)
     batch_max: int = Field(1000, ge=1, le=100_000, description="Events processed per batch.")
     batch_within_ms: int = Field(10, ge=1, le=10_000, description="Longest wait to fill one.")
+    producer_linger_ms: int = Field(
+        5, ge=0, le=1000, description="How long the producer waits to fill a request."
+    )
+    producer_batch_bytes: int = Field(
+        262_144, ge=1024, le=16_777_216, description="Largest producer batch per partition."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # The control plane (`forwarder api`) and the clients of it (`forwarder outputs ...`).
