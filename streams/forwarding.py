@@ -192,8 +192,14 @@ def reconcile(
             _reconcile_connection(builder, sent, decision)
         else:
             _disconnect(builder, sent, decision)
-    decision.state = state.model_copy(update={"sent": sent}) if sent != state.sent else state
+    if not _same_entries(sent, state.sent):
+        decision.state = state.model_copy(update={"sent": sent})
     return decision
+
+
+def _same_entries(after: dict[str, SentState], before: dict[str, SentState]) -> bool:
+    # Entries are replaced, never mutated: identity tells "unchanged" without deep equality.
+    return after.keys() == before.keys() and all(after[key] is before[key] for key in after)
 
 
 def _disconnect(builder: _RecordBuilder, sent: dict[str, SentState], decision: Decision) -> None:
