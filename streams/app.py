@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable
 from typing import Any, cast
 
@@ -19,12 +21,16 @@ from schemas.records import SyncRequest
 from streams import metrics
 from streams.config import ConfigView, apply_config
 from streams.dead_letters import redact
-from streams.kafka_admin import TopicSpec, ensure_topics
+from streams.kafka_admin import TopicSpec, ensure_topics, topic_partitions
 from streams.processor import InputProcessor, ProcessorTopics, send_dead_letter, source_of
 from streams.routing import Routing
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class TopicLayoutError(SystemExit):
+    """An existing topic whose partition count breaks co-partitioning: start-up stops."""
 
 
 class Forwarder:
@@ -104,12 +110,34 @@ class Forwarder:
         self._add_web_views()
 
     async def create_topics(self) -> None:
-        """Create the missing topics of ``required_topics``; run before the worker starts."""
-        await ensure_topics(
-            self.settings.kafka_client_options(),
-            self.required_topics(),
-            self.settings.replication_factor,
-        )
+        """Create the missing topics of ``required_topics`` and check the existing ones'
+        partition counts; run before the worker starts."""
+        options = self.settings.kafka_client_options()
+        await ensure_topics(options, self.required_topics(), self.settings.replication_factor)
+        copartitioned = self.copartitioned_topics()
+        names = [spec.name for spec in copartitioned]
+        # Polling: a topic created a moment ago has no leader to describe yet.
+        while (found := await topic_partitions(options, names)) is None:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        counts = Counter(tp.topic for tp in found)
+        for spec in copartitioned:
+            if counts[spec.name] != spec.partitions:
+                raise TopicLayoutError(
+                    f"forwarder: topic {spec.name} has {counts[spec.name]} partitions, the "
+                    f"settings want {spec.partitions} (FORWARDER_INPUT_PARTITIONS); "
+                    "co-partitioned topics and the changelog must agree"
+                )
+
+    def copartitioned_topics(self) -> list[TopicSpec]:
+        """The inputs, the sync requests and the table's changelog: partition p of each is
+        one worker's, so their partition counts must agree."""
+        settings, partitions = self.settings, self.settings.input_partitions
+        return [
+            TopicSpec(settings.topic(topics.PROFILE_UPDATES), partitions),
+            TopicSpec(settings.topic(topics.AUDIENCE_MEMBERSHIPS), partitions),
+            TopicSpec(settings.topic(topics.SYNC), partitions),
+            TopicSpec(self.profiles.changelog_topic.get_topic_name(), partitions, compacted=True),
+        ]
 
     def required_topics(self) -> list[TopicSpec]:
         """Every topic the worker reads or writes at start (outbound ones come with outputs).
@@ -119,10 +147,7 @@ class Forwarder:
         """
         settings, partitions = self.settings, self.settings.input_partitions
         return [
-            TopicSpec(settings.topic(topics.PROFILE_UPDATES), partitions),
-            TopicSpec(settings.topic(topics.AUDIENCE_MEMBERSHIPS), partitions),
-            TopicSpec(settings.topic(topics.SYNC), partitions),
-            TopicSpec(self.profiles.changelog_topic.get_topic_name(), partitions, compacted=True),
+            *self.copartitioned_topics(),
             TopicSpec(settings.topic(topics.OUTPUTS), 1, compacted=True),
             TopicSpec(settings.topic(topics.CONNECTIONS), 1, compacted=True),
             TopicSpec(settings.topic(topics.DEAD_LETTERS), partitions),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
-from streams.local import Worker, consume, produce
+import pytest
+
+from streams.local import Worker, consume, create_topics_async, produce
 from tests.integration.test_forwarding import configure, connect, custom_output, member, profile
 
 
@@ -40,3 +43,14 @@ def test_profile_state_is_recovered_from_the_changelog_after_a_restart(tmp_path:
         ]
     finally:
         second.stop()
+
+
+def test_a_worker_refuses_to_start_on_inputs_with_another_partition_count(tmp_path: Path) -> None:
+    name = f"parts-{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_topics_async([f"{name}.profile-updates"], partitions=3))
+    worker = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path, partitions=2)
+    with pytest.raises(AssertionError, match="exited"):
+        worker.start(timeout=60)
+    assert f"topic {name}.profile-updates has 3 partitions, the settings want 2" in (
+        worker.log_tail()
+    )
