@@ -12,9 +12,13 @@ from streams.local import Worker, consume, create_topics_async, produce
 from tests.integration.test_forwarding import configure, connect, custom_output, member, profile
 
 
-def test_profile_state_is_recovered_from_the_changelog_after_a_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_profile_state_is_recovered_from_the_changelog_after_a_restart(
+    tmp_path: Path, store: str
+) -> None:
     name = f"rec-{uuid.uuid4().hex[:8]}"
-    first = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path / "first")
+    env = {"FORWARDER_STORE": store}
+    first = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path / "first", extra_env=env)
     first.start()
     try:
         audience, out = "aud-r", "out-r"
@@ -26,21 +30,26 @@ def test_profile_state_is_recovered_from_the_changelog_after_a_restart(tmp_path:
         first.stop()
 
     # A new process with an empty local store: everything it knows comes from Kafka.
-    second = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path / "second")
+    second = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path / "second", extra_env=env)
     second.start()
     try:
         # Already sent: a repeated add changes nothing.
         produce(second.topic("audience-memberships"), [("p1", member("p1", audience))])
-        # The identity known before the restart is what the exit removes.
-        produce(
-            second.topic("audience-memberships"),
-            [("p1", member("p1", audience, action="remove", ts=1764400000001))],
+        # A new connection's initial sync reads the recovered profile from the store.
+        configure(
+            second, [custom_output("out-r2", ["email"])], [connect("c-r2", audience, "out-r2")]
         )
-        records = consume(second.topic(f"forward-{out}"), expected=2, settle=2)
-        assert [(v["action"], v["identities"]) for _, v, _ in records] == [
-            ("add", [{"type": "email", "value": "a@x.com", "encoding": "raw"}]),
-            ("remove", [{"type": "email", "value": "a@x.com", "encoding": "raw"}]),
-        ]
+        assert len(consume(second.topic("forward-out-r2"), expected=1)) == 1
+        # The erasure removes what both outputs were sent, known from before the restart.
+        erasure = {"type": "profile_erasure", "mpid": "p1", "request_id": "r", "timestamp_ms": 1}
+        produce(second.topic("profile-updates"), [("p1", erasure)])
+        email = [{"type": "email", "value": "a@x.com", "encoding": "raw"}]
+        for topic in (f"forward-{out}", "forward-out-r2"):
+            records = consume(second.topic(topic), expected=2, settle=2)
+            assert [(v["action"], v["identities"]) for _, v, _ in records] == [
+                ("add", email),
+                ("remove", email),
+            ]
     finally:
         second.stop()
 
