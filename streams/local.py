@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.control.stats import metric_value
 from streams.kafka_admin import create_topics, topic_partitions
@@ -112,15 +111,6 @@ def consume(
 
 async def create_topics_async(names: list[str], partitions: int = 1) -> None:
     await create_topics({"bootstrap_servers": BOOTSTRAP}, names, partitions, replication_factor=1)
-
-
-async def list_topics_async() -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        return set(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 class Service:
