@@ -45,7 +45,7 @@ unit: venv
 
 demo: venv
 	$(KAFKA) up
-	$(PY) -m streams.demo
+	$(PY) -m devtools.demo
 
 bench: venv
 	$(KAFKA) up

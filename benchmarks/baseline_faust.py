@@ -29,7 +29,7 @@ from benchmarks.harness import (
     check_counts,
     create_topics,
 )
-from streams.local import BOOTSTRAP
+from devtools.local import BOOTSTRAP
 
 
 def build_app(args: argparse.Namespace) -> faust.App:

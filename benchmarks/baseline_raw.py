@@ -17,7 +17,7 @@ import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.harness import Subprocess, Throughput, Watch, check_counts, create_topics
-from streams.local import BOOTSTRAP
+from devtools.local import BOOTSTRAP
 
 
 async def passthrough(inputs: list[str], output: str, group: str) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from benchmarks import data
 from benchmarks.harness import create_topics, preload
+from devtools.local import Worker, produce_async
 from schemas import topics
-from streams.local import Worker, produce_async
 
 SYNC_SETTLE_S = 3
 

@@ -20,8 +20,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.kafka_admin import topic_partitions
-from streams.local import BOOTSTRAP, REPO, create_topics_async
+from core.kafka_admin import topic_partitions
+from devtools.local import BOOTSTRAP, REPO, create_topics_async
 
 # (partition, key, value): preloaded records name their partition, so that a profile's records
 # share one partition on both input topics (co-partitioning is all the worker relies on).

@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaProducer
 
 from benchmarks import data, deploy
 from benchmarks.harness import Watch, check_counts
+from devtools.local import BOOTSTRAP, Worker
 from schemas import topics
-from streams.local import BOOTSTRAP, Worker
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import TypeVar
 from benchmarks import data, deploy, initial_sync, latency, scale_out, state, steady
 from benchmarks.harness import delete_topics
 from benchmarks.report import Results, write
-from streams.local import BOOTSTRAP, REPO
+from devtools.local import BOOTSTRAP, REPO
 
 T = TypeVar("T")
 

@@ -18,8 +18,8 @@ from pathlib import Path
 from benchmarks import data, deploy
 from benchmarks.harness import ScenarioError, preload, rss_bytes
 from benchmarks.profiling import Profile, Profiler
+from devtools.local import Worker
 from schemas import topics
-from streams.local import Worker
 
 STORES = ("memory", "rocksdb")
 TARGET = 1_000_000

@@ -14,8 +14,8 @@ from pathlib import Path
 from benchmarks import baseline_faust, baseline_raw, data, deploy
 from benchmarks.harness import Throughput, Watch, check_counts, preload
 from benchmarks.profiling import Profile, Profiler
+from devtools.local import Worker
 from schemas import topics
-from streams.local import Worker
 
 PARTITIONS = 1
 

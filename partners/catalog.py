@@ -30,7 +30,7 @@ class Partner:
     supports_attributes: bool
     # "custom": accepted identities and attribute support come from each output record.
     configurable: bool = False
-    # Delivery facts, read by the sink runner (partners/runner.py).
+    # Delivery facts, read by the sink runner (sinks/runner.py).
     # The built-in adapter that delivers to it; None: downstream teams consume the topic.
     adapter: str | None = None
     # The partner's documented maximum of records (rows, objects) in one request.

@@ -1,2 +1,2 @@
-"""The stream processor: the Faust app (app.py), its shell (processor.py) and the forwarding
+"""The worker process: the Faust app (app.py), its shell (processor.py) and the forwarding
 decisions it wraps (forwarding.py)."""

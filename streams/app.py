@@ -14,17 +14,17 @@ from faust.types import StreamT
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.config import ConfigView, apply_config
+from core.dead_letters import redact
+from core.kafka_admin import TopicSpec, ensure_topics, topic_partitions
+from core.routing import Routing
+from core.settings import Settings
 from partners.catalog import Output
 from schemas import topics
 from schemas.parsing import InvalidRecordError
 from schemas.records import SyncRequest
 from streams import metrics
-from streams.config import ConfigView, apply_config
-from streams.dead_letters import redact
-from streams.kafka_admin import TopicSpec, ensure_topics, topic_partitions
 from streams.processor import InputProcessor, ProcessorTopics, send_dead_letter, source_of
-from streams.routing import Routing
-from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from core.routing import Routing
 from partners.catalog import Output
 from schemas.records import (
     ConnectionConfig,
@@ -30,7 +31,6 @@ from schemas.records import (
     SourceRef,
 )
 from schemas.state import MembershipState, ProfileState, SentState
-from streams.routing import Routing
 
 DropReason = Literal[
     "no_accepted_identity", "inactive", "consent", "attributes_unsupported", "stale_event"

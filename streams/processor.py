@@ -25,13 +25,13 @@ from faust import streams as faust_streams
 from faust.types import EventT
 from pydantic import TypeAdapter
 
+from core.dead_letters import dead_letter
+from core.routing import Routing
 from schemas.parsing import InvalidRecordError, parse, parse_union
 from schemas.records import MembershipEvent, ProfileRecord, SourceRef, SyncRequest
 from schemas.state import ProfileState
 from streams import metrics
-from streams.dead_letters import dead_letter
 from streams.forwarding import Decision, InputEvent, decide, new_profile, reconcile
-from streams.routing import Routing
 
 PROFILE_RECORD = TypeAdapter[ProfileRecord](ProfileRecord)
 # Profiles reconciled per send-and-store round of a sync: bounds memory and unacked sends.

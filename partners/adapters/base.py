@@ -3,8 +3,8 @@
 An adapter is split in two. ``plan`` is pure: it turns a batch of records into steps (HTTP
 requests, file writes) that each cover some records, and ``interpret`` (HTTP adapters) turns a
 response into an outcome. ``send`` is the one impure call. Batching, rate limiting, retries and
-dead letters are the same for every adapter and live in partners/delivery.py and
-partners/runner.py.
+dead letters are the same for every adapter and live in sinks/delivery.py and
+sinks/runner.py.
 """
 
 from __future__ import annotations

@@ -1,0 +1,154 @@
+"""Checks of API bodies against the partner catalog and the configuration: pure functions.
+
+They use the worker's own models and catalog (OutputConfig, ConnectionConfig, resolve_output)
+and the sinks' settings models, so the API accepts exactly what the forwarder can run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from control.bodies import FieldProblem, OutputView, PartnerView
+from core.routing import Routing
+from partners.adapters import ADAPTERS
+from partners.adapters.base import AdapterSettings
+from partners.catalog import CATALOG, Output, OutputConfigError, Partner, resolve_output
+from schemas.records import ConnectionConfig, OutputConfig
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class InvalidBodyError(ValueError):
+    """A request body the API refuses (422); reasons never quote input values."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.reason}" for p in problems))
+        self.problems = problems
+
+
+def problems_of(error: ValidationError, prefix: str = "") -> list[FieldProblem]:
+    problems = []
+    for detail in error.errors(include_input=False, include_url=False):
+        path = [prefix] if prefix else []
+        path += [str(part) for part in detail["loc"]]
+        problems.append(FieldProblem(field=".".join(path) or "body", reason=detail["msg"]))
+    return problems
+
+
+def parse_body(model: type[Model], body: bytes) -> Model:
+    try:
+        return model.model_validate_json(body or b"null")
+    except ValidationError as error:
+        raise InvalidBodyError(problems_of(error)) from None
+
+
+def merged(model: type[Model], record: BaseModel, update: BaseModel) -> Model:
+    """``record`` with the fields ``update`` sets replaced, validated as ``model`` again."""
+    document = record.model_dump(mode="json") | update.model_dump(mode="json", exclude_unset=True)
+    return parse_body(model, orjson.dumps(document))
+
+
+def settings_model(partner: Partner) -> type[AdapterSettings] | None:
+    return ADAPTERS[partner.adapter].settings_model if partner.adapter else None
+
+
+def settings_problems(partner: Partner, settings: dict[str, Any]) -> list[FieldProblem]:
+    model = settings_model(partner)
+    if model is None:
+        # Nothing reads them: the partner's records are consumed from forward-<output_id>.
+        return [
+            FieldProblem(
+                field=f"settings.{name}",
+                reason=f"unknown setting: partner {partner.name!r} has no built-in sink and "
+                "takes no settings",
+            )
+            for name in settings
+        ]
+    try:
+        model.model_validate(settings)
+    except ValidationError as error:
+        return problems_of(error, "settings")
+    return []
+
+
+def validated_output(config: OutputConfig) -> Output:
+    try:
+        output = resolve_output(config)
+    except OutputConfigError as error:
+        raise InvalidBodyError([FieldProblem(field=error.field, reason=error.reason)]) from None
+    problems = settings_problems(CATALOG[output.partner], output.settings)
+    if problems:
+        raise InvalidBodyError(problems)
+    return output
+
+
+def output_record(output: Output) -> OutputConfig:
+    """The record that configures ``output`` as it was resolved."""
+    return OutputConfig.model_validate_json(
+        orjson.dumps(
+            {
+                "output_id": output.output_id,
+                "partner": output.partner,
+                "name": output.name,
+                "accepted_identities": sorted(output.accepted_identities),
+                "supports_attributes": output.supports_attributes,
+                "settings": output.settings,
+            }
+        )
+    )
+
+
+def output_view(output: Output) -> OutputView:
+    shown = not settings_problems(CATALOG[output.partner], output.settings)
+    return OutputView(
+        output_id=output.output_id,
+        partner=output.partner,
+        name=output.name,
+        accepted_identities=sorted(output.accepted_identities),
+        supports_attributes=output.supports_attributes,
+        settings=dict(output.settings) if shown else None,
+    )
+
+
+def connection_problems(connection: ConnectionConfig, routing: Routing) -> list[FieldProblem]:
+    output = routing.outputs.get(connection.output_id)
+    if output is None:
+        return [FieldProblem(field="output_id", reason="no such output")]
+    if connection.forwarded_attributes and not output.supports_attributes:
+        return [
+            FieldProblem(
+                field="forwarded_attributes",
+                reason=f"output {output.output_id!r} (partner {output.partner!r}) does not "
+                "take attributes",
+            )
+        ]
+    return []
+
+
+def duplicate_connection(connection: ConnectionConfig, routing: Routing) -> str | None:
+    """The id of another connection of the same audience to the same output, if any."""
+    for other in routing.connections_for(connection.audience_id):
+        if (
+            other.output_id == connection.output_id
+            and other.connection_id != connection.connection_id
+        ):
+            return other.connection_id
+    return None
+
+
+def partner_view(partner: Partner) -> PartnerView:
+    model = settings_model(partner)
+    fields = model.model_fields if model else {}
+    return PartnerView(
+        name=partner.name,
+        description=partner.description,
+        accepted_identities=sorted(partner.accepted_identities),
+        supports_attributes=partner.supports_attributes,
+        configurable=partner.configurable,
+        sink=partner.adapter,
+        required_settings=[name for name, info in fields.items() if info.is_required()],
+        optional_settings=[name for name, info in fields.items() if not info.is_required()],
+    )

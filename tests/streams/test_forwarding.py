@@ -1,0 +1,326 @@
+"""The forwarding decisions, on plain data: no Kafka."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.routing import Routing
+from partners.catalog import resolve_output
+from schemas.records import (
+    ConnectionConfig,
+    IdentityType,
+    MembershipEvent,
+    OutboundRecord,
+    OutputConfig,
+    ProfileUpdate,
+    SourceRef,
+)
+from schemas.state import ProfileState
+from streams.forwarding import InputEvent, accepted_identities, decide, new_profile, record_id
+
+I = IdentityType
+
+
+def output(output_id: str, accepted: list[str], supports_attributes: bool = False) -> OutputConfig:
+    return OutputConfig.model_validate(
+        {
+            "output_id": output_id,
+            "partner": "custom",
+            "accepted_identities": accepted,
+            "supports_attributes": supports_attributes,
+        },
+        strict=False,
+    )
+
+
+def connection(
+    connection_id: str,
+    output_id: str,
+    audience_id: str = "aud-42",
+    status: str = "active",
+    forwarded: list[str] | None = None,
+) -> ConnectionConfig:
+    return ConnectionConfig.model_validate(
+        {
+            "connection_id": connection_id,
+            "audience_id": audience_id,
+            "output_id": output_id,
+            "status": status,
+            "forwarded_attributes": forwarded or [],
+        }
+    )
+
+
+def routing_of(outputs: list[OutputConfig], connections: list[ConnectionConfig]) -> Routing:
+    routing = Routing()
+    for config in outputs:
+        routing.put_output(resolve_output(config))
+    for conn in connections:
+        routing.put_connection(conn)
+    return routing
+
+
+def update(mpid: str, ts: int = 1, identities: Any = None, attributes: Any = None) -> ProfileUpdate:
+    return ProfileUpdate.model_validate(
+        {
+            "type": "profile_update",
+            "mpid": mpid,
+            "timestamp_ms": ts,
+            "identities": identities or {},
+            "attributes": attributes or {},
+        },
+        strict=False,
+    )
+
+
+def membership(mpid: str, action: str, ts: int = 1, audience: str = "aud-42") -> MembershipEvent:
+    return MembershipEvent.model_validate(
+        {
+            "mpid": mpid,
+            "audience_id": audience,
+            "audience_name": "High LTV",
+            "action": action,
+            "timestamp_ms": ts,
+        }
+    )
+
+
+class Replay:
+    """Feeds events through decide() the way the worker does, one offset each."""
+
+    def __init__(self, routing: Routing) -> None:
+        self.routing = routing
+        self.states: dict[str, ProfileState] = {}
+        self.records: list[OutboundRecord] = []
+        self.drops: list[str] = []
+        self.offset = 0
+
+    def feed(self, *events: InputEvent) -> list[OutboundRecord]:
+        out: list[OutboundRecord] = []
+        for event in events:
+            state = self.states.get(event.mpid) or new_profile(event.mpid)
+            source = SourceRef(topic="in", partition=0, offset=self.offset)
+            self.offset += 1
+            decision = decide(state, event, self.routing, source)
+            self.states[event.mpid] = decision.state
+            out.extend(decision.records)
+            self.drops.extend(drop.reason for drop in decision.drops)
+        self.records.extend(out)
+        return out
+
+
+def seed_routing() -> Routing:
+    return routing_of(
+        [output("partner-a", ["ios_idfa", "android_aaid"]), output("partner-b", ["email"])],
+        [connection("c-a", "partner-a"), connection("c-b", "partner-b")],
+    )
+
+
+def seed_profiles() -> list[ProfileUpdate]:
+    profiles = []
+    for n in range(100):
+        identities: dict[str, Any] = {"ios_idfa": f"IDFA-{n}"}
+        if n < 65:
+            identities["email"] = f"user{n}@example.com"
+        if n % 10 == 0:
+            identities["android_aaid"] = f"GAID-{n}"
+        profiles.append(update(str(n), identities=identities))
+    return profiles
+
+
+@pytest.mark.parametrize("memberships_first", [True, False])
+def test_seed_example_sends_100_idfas_to_a_and_65_emails_to_b(memberships_first: bool) -> None:
+    replay = Replay(seed_routing())
+    members = [membership(str(n), "add") for n in range(100)]
+    profiles = seed_profiles()
+    replay.feed(*(members + profiles if memberships_first else profiles + members))
+
+    to_a = [r for r in replay.records if r.output_id == "partner-a"]
+    to_b = [r for r in replay.records if r.output_id == "partner-b"]
+    assert len(to_a) == 100 and len(to_b) == 65
+    assert all(r.action == "add" for r in replay.records)
+    assert {i.type for r in to_a for i in r.identities} == {I.IOS_IDFA, I.ANDROID_AAID}
+    assert sum(1 for r in to_a for i in r.identities if i.type == I.IOS_IDFA) == 100
+    assert sum(1 for r in to_a for i in r.identities if i.type == I.ANDROID_AAID) == 10
+    assert [i.type for r in to_b for i in r.identities] == [I.EMAIL] * 65
+    assert {r.mpid for r in to_b} == {str(n) for n in range(65)}
+    # The 35 without email are dropped from B for that reason, once the two have met.
+    assert replay.drops.count("no_accepted_identity") >= 35
+
+
+def test_add_is_sent_once_per_profile_and_connection() -> None:
+    replay = Replay(seed_routing())
+    replay.feed(membership("7", "add"), update("7", identities={"email": "a@x"}))
+    again = replay.feed(
+        membership("7", "add", ts=2), update("7", ts=3, identities={"ios_idfa": "X"})
+    )
+    assert [(r.output_id, r.action) for r in again] == [("partner-a", "add")]
+    assert sum(1 for r in replay.records if r.output_id == "partner-b") == 1
+
+
+def test_inactive_connection_forwards_nothing_and_memberships_are_kept() -> None:
+    routing = routing_of([output("partner-b", ["email"])], [])
+    replay = Replay(routing)
+    assert replay.feed(membership("1", "add"), update("1", identities={"email": "a@x"})) == []
+    routing.put_connection(connection("c-b", "partner-b", status="inactive"))
+    assert replay.feed(update("1", ts=2, attributes={"x": 1})) == []
+    assert "inactive" in replay.drops
+    assert replay.states["1"].memberships["aud-42"].member
+
+
+def test_attributes_go_only_when_listed_and_supported() -> None:
+    routing = routing_of(
+        [output("crm", ["email"], supports_attributes=True), output("ads", ["email"])],
+        [
+            connection("c-crm", "crm", forwarded=["ltv", "missing"]),
+            connection("c-ads", "ads", forwarded=["ltv"]),
+        ],
+    )
+    replay = Replay(routing)
+    records = replay.feed(
+        update("1", identities={"email": "a@x"}, attributes={"ltv": 120.5, "tier": "gold"}),
+        membership("1", "add"),
+    )
+    by_output = {r.output_id: r for r in records}
+    assert by_output["crm"].attributes == {"ltv": 120.5}
+    assert by_output["ads"].attributes == {}
+    assert "attributes_unsupported" in replay.drops
+
+
+def test_merge_semantics_null_removes_absent_keeps_and_lists_are_values() -> None:
+    replay = Replay(routing_of([], []))
+    replay.feed(
+        update(
+            "1", identities={"email": "a@x", "push_token": ["t1", "t2", "t1"]}, attributes={"a": 1}
+        )
+    )
+    replay.feed(update("1", ts=2, identities={"email": None}, attributes={"b": 2, "a": None}))
+    state = replay.states["1"]
+    assert state.identities == {I.PUSH_TOKEN: ("t1", "t2")}
+    assert state.attributes == {"b": 2}
+
+
+def test_remove_carries_the_identities_sent_with_the_add() -> None:
+    replay = Replay(seed_routing())
+    replay.feed(membership("1", "add"), update("1", identities={"email": "old@x"}))
+    replay.feed(update("1", ts=2, identities={"email": "new@x"}))
+    removed = replay.feed(membership("1", "remove", ts=3))
+    assert [(r.action, [i.value for i in r.identities]) for r in removed] == [("remove", ["new@x"])]
+
+
+def test_identity_change_sends_remove_then_add_only_to_outputs_that_accept_it() -> None:
+    replay = Replay(seed_routing())
+    replay.feed(membership("1", "add"), update("1", identities={"email": "a@x", "ios_idfa": "I"}))
+    changed = replay.feed(update("1", ts=2, identities={"email": "b@x"}))
+    assert [(r.output_id, r.action, r.identities[0].value) for r in changed] == [
+        ("partner-b", "remove", "a@x"),
+        ("partner-b", "add", "b@x"),
+    ]
+
+
+def test_stale_membership_event_is_ignored_and_counted() -> None:
+    replay = Replay(seed_routing())
+    replay.feed(update("1", identities={"email": "a@x"}), membership("1", "add", ts=10))
+    assert replay.feed(membership("1", "remove", ts=5)) == []
+    assert replay.states["1"].memberships["aud-42"].member
+    assert "stale_event" in replay.drops
+
+
+def test_record_id_is_deterministic_per_source_profile_connection_and_action() -> None:
+    source = SourceRef(topic="t", partition=1, offset=2)
+    assert record_id(source, "p", "c", "add") == record_id(source, "p", "c", "add")
+    assert record_id(source, "p", "c", "add") != record_id(source, "p", "c", "remove")
+    assert record_id(source, "p", "c", "add") != record_id(source, "q", "c", "add")
+    other = SourceRef(topic="t", partition=1, offset=3)
+    assert record_id(source, "p", "c", "add") != record_id(other, "p", "c", "add")
+
+
+# Property: whatever the order of events, every partner ends up holding exactly the current
+# members' accepted identities, and never receives an identity type it does not accept.
+
+IDENTITY_TYPES = [I.EMAIL, I.IOS_IDFA, I.ANDROID_AAID, I.CUSTOMER_ID]
+identity_values = st.one_of(
+    st.none(),
+    st.sampled_from(["v1", "v2"]),
+    st.lists(st.sampled_from(["v1", "v2", "v3"]), max_size=3),
+)
+profile_events = st.builds(
+    lambda mpid, ids, attrs: update(mpid, identities=ids, attributes=attrs),
+    st.sampled_from(["1", "2"]),
+    st.dictionaries(st.sampled_from(IDENTITY_TYPES), identity_values, max_size=3),
+    st.dictionaries(st.sampled_from(["ltv", "tier"]), st.one_of(st.none(), st.integers(0, 3))),
+)
+membership_events = st.builds(
+    lambda mpid, action, audience: membership(mpid, action, audience=audience),
+    st.sampled_from(["1", "2"]),
+    st.sampled_from(["add", "remove"]),
+    st.sampled_from(["aud-1", "aud-2"]),
+)
+
+
+def property_routing() -> Routing:
+    return routing_of(
+        [
+            output("ads", ["ios_idfa", "android_aaid"]),
+            output("mail", ["email", "customer_id"], supports_attributes=True),
+        ],
+        [
+            connection("c1", "ads", audience_id="aud-1"),
+            connection("c2", "mail", audience_id="aud-1", forwarded=["ltv"]),
+            connection("c3", "mail", audience_id="aud-2"),
+        ],
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(profile_events, membership_events), max_size=25))
+def test_partners_converge_to_current_members_accepted_identities(events: list[Any]) -> None:
+    routing = property_routing()
+    replay = Replay(routing)
+    partner: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    attributes_at_partner: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in replay.feed(*events):
+        output_config = routing.outputs[record.output_id]
+        assert {i.type for i in record.identities} <= output_config.accepted_identities
+        assert record.identities, "every record carries at least one identity"
+        held = partner.setdefault((record.connection_id, record.mpid), set())
+        values = {(i.type.value, i.value) for i in record.identities}
+        if record.action == "add":
+            assert not held & values, "an identity is never added twice"
+            held |= values
+            attributes_at_partner[(record.connection_id, record.mpid)] = dict(record.attributes)
+        elif record.action == "remove":
+            assert values <= held
+            held -= values
+        else:
+            attributes_at_partner[(record.connection_id, record.mpid)].update(record.attributes)
+
+    for mpid, state in replay.states.items():
+        for conn in routing.connections.values():
+            out = routing.outputs[conn.output_id]
+            member = state.memberships.get(conn.audience_id)
+            expected = (
+                {(i.type.value, i.value) for i in accepted_identities(state, out)}
+                if member and member.member
+                else set()
+            )
+            assert partner.get((conn.connection_id, mpid), set()) == expected
+            if expected and conn.forwarded_attributes:
+                wanted = {k: state.attributes.get(k) for k in conn.forwarded_attributes}
+                got = attributes_at_partner[(conn.connection_id, mpid)]
+                assert {k: got.get(k) for k in conn.forwarded_attributes} == wanted
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(profile_events, membership_events), max_size=15))
+def test_replaying_an_event_twice_changes_nothing(events: list[Any]) -> None:
+    once, twice = Replay(property_routing()), Replay(property_routing())
+    for event in events:
+        once.feed(event)
+        twice.feed(event)
+        assert twice.feed(event) == []
+    assert once.states == twice.states

@@ -1,0 +1,65 @@
+"""The worker's table survives a restart: its state is read back from the changelog."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from devtools.local import Worker, consume, create_topics_async, produce
+from tests.streams.test_forwarding_kafka import configure, connect, custom_output, member, profile
+
+
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_profile_state_is_recovered_from_the_changelog_after_a_restart(
+    tmp_path: Path, store: str
+) -> None:
+    name = f"rec-{uuid.uuid4().hex[:8]}"
+    env = {"FORWARDER_STORE": store}
+    first = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path / "first", extra_env=env)
+    first.start()
+    try:
+        audience, out = "aud-r", "out-r"
+        configure(first, [custom_output(out, ["email"])], [connect("c-r", audience, out)])
+        produce(first.topic("profile-updates"), [("p1", profile("p1", {"email": "a@x.com"}))])
+        produce(first.topic("audience-memberships"), [("p1", member("p1", audience))])
+        assert len(consume(first.topic(f"forward-{out}"), expected=1)) == 1
+    finally:
+        first.stop()
+
+    # A new process with an empty local store: everything it knows comes from Kafka.
+    second = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path / "second", extra_env=env)
+    second.start()
+    try:
+        # Already sent: a repeated add changes nothing.
+        produce(second.topic("audience-memberships"), [("p1", member("p1", audience))])
+        # A new connection's initial sync reads the recovered profile from the store.
+        configure(
+            second, [custom_output("out-r2", ["email"])], [connect("c-r2", audience, "out-r2")]
+        )
+        assert len(consume(second.topic("forward-out-r2"), expected=1)) == 1
+        # The erasure removes what both outputs were sent, known from before the restart.
+        erasure = {"type": "profile_erasure", "mpid": "p1", "request_id": "r", "timestamp_ms": 1}
+        produce(second.topic("profile-updates"), [("p1", erasure)])
+        email = [{"type": "email", "value": "a@x.com", "encoding": "raw"}]
+        for topic in (f"forward-{out}", "forward-out-r2"):
+            records = consume(second.topic(topic), expected=2, settle=2)
+            assert [(v["action"], v["identities"]) for _, v, _ in records] == [
+                ("add", email),
+                ("remove", email),
+            ]
+    finally:
+        second.stop()
+
+
+def test_a_worker_refuses_to_start_on_inputs_with_another_partition_count(tmp_path: Path) -> None:
+    name = f"parts-{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_topics_async([f"{name}.profile-updates"], partitions=3))
+    worker = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path, partitions=2)
+    with pytest.raises(AssertionError, match="exited"):
+        worker.start(timeout=60)
+    assert f"topic {name}.profile-updates has 3 partitions, the settings want 2" in (
+        worker.log_tail()
+    )
