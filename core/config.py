@@ -45,7 +45,7 @@ def _check_key(key: bytes | None, record_id: str, field: str) -> None:
 
 
 def apply_config(
-    routing: Routing, is_output: bool, key: bytes | None, value: bytes | None
+    routing: Routing, is_output: bool, key: bytes | None, value: bytes | None, max_bytes: int
 ) -> Output | None:
     """Apply one config record to the routing; returns the output it put, if any.
 
@@ -53,6 +53,12 @@ def apply_config(
     """
     if key is None:
         raise InvalidRecordError("missing_key", "config records are keyed by their id")
+    if value is not None and len(value) > max_bytes:
+        raise InvalidRecordError(
+            "too_large",
+            f"the record value has {len(value)} bytes, more than the {max_bytes} allowed "
+            "(FORWARDER_MAX_RECORD_BYTES)",
+        )
     name = key.decode("utf-8", "replace")
     if is_output:
         if value is None:
@@ -137,7 +143,13 @@ class ConfigView:
 
     async def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         try:
-            output = apply_config(self.routing, topic == self.outputs_topic, key, value)
+            output = apply_config(
+                self.routing,
+                topic == self.outputs_topic,
+                key,
+                value,
+                self.settings.max_record_bytes,
+            )
         except InvalidRecordError:
             return  # the config agent dead-letters it; one worker reports, all skip
         if output is not None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 
 async def topic_partitions(
@@ -32,6 +35,48 @@ async def topic_partitions(
     if any(leader < 0 for _, leader in found):
         return None
     return [tp for tp, _ in found]
+
+
+class TopicsNotReadyError(RuntimeError):
+    """Topics that did not become visible with a leader for every partition in time."""
+
+
+async def wait_for_topics(
+    client_options: dict[str, Any], topics: list[str], timeout_s: float = 60.0
+) -> list[TopicPartition]:
+    """Every partition of the named topics, once each topic is visible and every partition has
+    a leader. A topic created a moment ago may be unknown to the broker answering, or list
+    partitions without a leader: producing to it then fails, and counting its partitions
+    would say 0."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = await topic_partitions(client_options, topics)
+        if found is not None and {tp.topic for tp in found} >= set(topics):
+            return found
+        if time.monotonic() > deadline:
+            raise TopicsNotReadyError(
+                f"topics not ready after {timeout_s:.0f} s: {', '.join(sorted(topics))}"
+            )
+        await asyncio.sleep(0.2)
+
+
+async def max_message_bytes(client_options: dict[str, Any], topics: list[str]) -> dict[str, int]:
+    """Each topic's effective max.message.bytes (its own setting or the broker's default)."""
+    admin = AIOKafkaAdminClient(**client_options)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in topics]
+        )
+    finally:
+        await admin.close()
+    limits: dict[str, int] = {}
+    for response in responses:
+        for _error, _message, _type, name, entries in response.resources:
+            for entry in entries:
+                if entry[0] == "max.message.bytes" and entry[1] is not None:
+                    limits[name] = int(entry[1])
+    return limits
 
 
 # Kafka's error codes a create answers with that mean nothing is wrong.

@@ -39,6 +39,44 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # Limits that keep every record's consequences inside Kafka's message size (see README).
+    max_record_bytes: int = Field(
+        262_144,
+        ge=65_536,
+        le=8_388_608,
+        description="Largest input record value, profile state and outbound record; larger "
+        "inputs are dead-lettered as too_large. Checked at start against the producer's and "
+        "the broker's message size.",
+    )
+    max_identity_values: int = Field(
+        100, ge=1, le=100_000, description="Most values one identity type may hold per profile."
+    )
+    producer_max_request_bytes: int = Field(
+        1_048_576, ge=4096, le=104_857_600, description="The producer's max.request.size."
+    )
+    # Bounded waits, so that a stuck broker or a wedged task never hangs a worker unseen.
+    ack_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="Longest wait for Kafka to acknowledge a batch's sends."
+    )
+    stall_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="/healthz turns 503 when no batch completed for this long while input waits.",
+    )
+    shutdown_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="SIGTERM stops the worker within this long, whatever it does.",
+    )
+    table_standby_replicas: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Workers that also replay each changelog partition to take over faster.",
+    )
+
     # The control plane (`forwarder api`) and the clients of it (`forwarder outputs ...`).
     api_host: str = Field("127.0.0.1", description="Interface of the control-plane API.")
     api_port: int = Field(6068, ge=1, le=65535)
@@ -70,6 +108,12 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    @property
+    def group_id(self) -> str:
+        """The worker's consumer group and Faust app id; prefixed like every topic, so two
+        deployments with different prefixes share no group, changelog or assignor topic."""
+        return f"{self.topic_prefix}{self.app_id}"
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.security_protocol not in ("SSL", "SASL_SSL"):

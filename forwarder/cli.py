@@ -13,20 +13,13 @@ from core.settings import load_settings
 
 
 def _worker(args: argparse.Namespace) -> int:
-    import faust
-
     from streams.app import Forwarder
 
     settings = load_settings()
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     forwarder = Forwarder(settings)
     asyncio.run(forwarder.create_topics())
-    worker = faust.Worker(forwarder.app, loglevel=settings.log_level.upper())
-    # Faust's terminal spinner sets the root logger to DEBUG at levels above info, which then
-    # builds a record for every debug line (measured: about 7% of the worker's CPU).
-    worker.spinner = None
-    worker.execute_from_commandline()
-    return 0
+    return forwarder.run_worker()
 
 
 def _sink(args: argparse.Namespace) -> int:

@@ -223,6 +223,10 @@ class DeadLetter(_Record):
     key: str | None
     value: str | None
     value_encoding: Literal["text", "base64"] = "text"
+    # A value too large to carry whole is cut to a prefix; these describe the original.
+    value_truncated: bool = False
+    value_length: int | None = None
+    value_sha256: str | None = None
     error: DeadLetterError
     timestamp_ms: TimestampMs
 

@@ -1,8 +1,8 @@
 """The sink runner: consume an output's topic, deliver batches, commit what the partner took.
 
 One ``OutputSink`` per output, each with its own consumer in the group
-``<app_id>-sink-<output_id>`` (several runners share an output's partitions). Its loop: take a
-batch (by count, bytes and time), deliver it (sinks/delivery.py), write dead letters, and
+``<prefix><app_id>-sink-<output_id>`` (several runners share an output's partitions). Its loop:
+take a batch (by count, bytes and time), deliver it (sinks/delivery.py), write dead letters, and
 only then commit the batch's offsets. A crash before the commit redelivers the batch: records
 are delivered at least once, never lost. While the partner is down the sink waits with its
 partitions paused, polling only to stay in the group.
@@ -91,7 +91,7 @@ class OutputSink:
         self.linger_s = delivery_settings.batch_linger_ms / 1000
         self.consumer = AIOKafkaConsumer(
             **settings.kafka_client_options(),
-            group_id=f"{settings.app_id}-sink-{output.output_id}",
+            group_id=f"{settings.group_id}-sink-{output.output_id}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -182,13 +182,10 @@ class OutputSink:
                 refusal.kind,
                 refusal.message,
                 now_ms,
+                max_bytes=self.settings.max_record_bytes,
             )
             sends.append(
-                await self.producer.send(
-                    self.dead_letters_topic,
-                    key=message.key,
-                    value=letter.model_dump_json().encode(),
-                )
+                await self.producer.send(self.dead_letters_topic, key=message.key, value=letter)
             )
             metrics.DEAD_LETTERED.labels(self.output.output_id, refusal.kind).inc()
         await asyncio.gather(*sends)

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable
-from typing import Any, cast
+from typing import Any
 
 import faust
-from faust import Stream
 from faust.types import StreamT
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.config import ConfigView, apply_config
-from core.dead_letters import redact
-from core.kafka_admin import TopicSpec, ensure_topics, topic_partitions
+from core.dead_letters import ENVELOPE_BYTES, redact
+from core.kafka_admin import TopicSpec, ensure_topics, max_message_bytes, wait_for_topics
 from core.routing import Routing
 from core.settings import Settings
 from partners.catalog import Output
@@ -24,7 +22,9 @@ from schemas import topics
 from schemas.parsing import InvalidRecordError
 from schemas.records import SyncRequest
 from streams import metrics
-from streams.processor import InputProcessor, ProcessorTopics, send_dead_letter, source_of
+from streams.faust_glue import BoundedWorker, HeldBatch, TableStore, held_batches
+from streams.health import WorkerHealth
+from streams.processor import InputProcessor, Limits, ProcessorTopics, send_dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Forwarder:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = faust.App(
-            settings.app_id,
+            settings.group_id,
             broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
             broker_credentials=_credentials(settings),
             store="rocksdb://" if settings.store == "rocksdb" else "memory://",
@@ -54,6 +54,8 @@ class Forwarder:
             # Outbound records are sent a batch at a time, then awaited: let them share requests.
             producer_linger_ms=settings.producer_linger_ms,
             producer_max_batch_size=settings.producer_batch_bytes,
+            producer_max_request_size=settings.producer_max_request_bytes,
+            table_standby_replicas=settings.table_standby_replicas,
             web_enabled=True,
             web_bind=settings.web_host,
             web_host=settings.web_host,
@@ -88,9 +90,21 @@ class Forwarder:
             key_type=bytes,  # bytes types make Faust use the raw codec for the changelog
             value_type=bytes,
         )
+        self.store = TableStore(
+            self.app,
+            self.profiles,
+            owner_topic=settings.topic(topics.PROFILE_UPDATES),
+            rocksdb=settings.store == "rocksdb",
+        )
+        self.limits = Limits(
+            max_record_bytes=settings.max_record_bytes,
+            max_identity_values=settings.max_identity_values,
+            ack_timeout_s=settings.ack_timeout_s,
+        )
         self.processor = InputProcessor(
             routing=self.routing,
-            profiles=self.profiles,
+            store=self.store,
+            producer=self,
             topics=ProcessorTopics(
                 profiles=settings.topic(topics.PROFILE_UPDATES),
                 sync=settings.topic(topics.SYNC),
@@ -98,9 +112,11 @@ class Forwarder:
                 erasure_status=settings.topic(topics.ERASURE_STATUS),
                 outbound=self.outbound_topic,
             ),
-            send=self.send,
+            limits=self.limits,
             config_applied=self.config_view.applied,
         )
+        self.health = WorkerHealth(settings.stall_timeout_s)
+        self.worker: BoundedWorker | None = None
 
         # concurrency stays 1: offsets are committed in order only for one task per partition.
         self.app.agent(self.inputs, name="forward")(self._forward)
@@ -110,23 +126,41 @@ class Forwarder:
         self._add_web_views()
 
     async def create_topics(self) -> None:
-        """Create the missing topics of ``required_topics`` and check the existing ones'
-        partition counts; run before the worker starts."""
+        """Create the missing topics of ``required_topics``, wait until each is visible with a
+        leader per partition, and check partition counts and message sizes; run before the
+        worker starts."""
         options = self.settings.kafka_client_options()
-        await ensure_topics(options, self.required_topics(), self.settings.replication_factor)
-        copartitioned = self.copartitioned_topics()
-        names = [spec.name for spec in copartitioned]
-        # Polling: a topic created a moment ago has no leader to describe yet.
-        while (found := await topic_partitions(options, names)) is None:  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
+        required = self.required_topics()
+        await ensure_topics(options, required, self.settings.replication_factor)
+        found = await wait_for_topics(options, [spec.name for spec in required])
         counts = Counter(tp.topic for tp in found)
-        for spec in copartitioned:
+        for spec in self.copartitioned_topics():
             if counts[spec.name] != spec.partitions:
                 raise TopicLayoutError(
                     f"forwarder: topic {spec.name} has {counts[spec.name]} partitions, the "
                     f"settings want {spec.partitions} (FORWARDER_INPUT_PARTITIONS); "
                     "co-partitioned topics and the changelog must agree"
                 )
+        await self._check_message_sizes([spec.name for spec in required])
+
+    async def _check_message_sizes(self, names: list[str]) -> None:
+        """Every state, outbound record and dead letter is at most FORWARDER_MAX_RECORD_BYTES
+        (a changelog record also carries its key, an mpid bounded by the same limit): the
+        producer and each topic must accept that much."""
+        needed = 2 * self.settings.max_record_bytes + ENVELOPE_BYTES
+        if self.settings.producer_max_request_bytes < needed:
+            raise TopicLayoutError(
+                f"forwarder: FORWARDER_PRODUCER_MAX_REQUEST_BYTES must be at least {needed} "
+                "(twice FORWARDER_MAX_RECORD_BYTES and 8 KiB)"
+            )
+        limits = await max_message_bytes(self.settings.kafka_client_options(), names)
+        small = sorted(name for name, limit in limits.items() if limit < needed)
+        if small:
+            raise TopicLayoutError(
+                f"forwarder: topics {', '.join(small)} accept messages of "
+                f"{min(limits[name] for name in small)} bytes, the settings need {needed}: "
+                "raise their max.message.bytes or lower FORWARDER_MAX_RECORD_BYTES"
+            )
 
     def copartitioned_topics(self) -> list[TopicSpec]:
         """The inputs, the sync requests and the table's changelog: partition p of each is
@@ -154,23 +188,28 @@ class Forwarder:
             TopicSpec(settings.topic(topics.ERASURE_STATUS), partitions),
         ]
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> Awaitable[Any]:
         """Produce through Faust's producer (so its commit flushes it), skipping Topic.send's
         per-message machinery; returns the acknowledgement future."""
         acknowledged: Awaitable[Any] = await self.app.producer.send(
-            topic, key, value, partition=None, timestamp=None, headers=None
+            topic, key, value, partition=partition, timestamp=None, headers=None
         )
         return acknowledged
 
     async def outbound_topic(self, output_id: str) -> str:
-        """The forward-<output_id> topic's name, created on first use."""
+        """The forward-<output_id> topic's name, created (and waited for: a produce to a
+        topic without a leader yet can wedge the producer) on first use."""
         name = self.settings.topic(topics.outbound(output_id))
         if name not in self._outbound_topics:
+            options = self.settings.kafka_client_options()
             await ensure_topics(
-                self.settings.kafka_client_options(),
+                options,
                 [TopicSpec(name, self.settings.outbound_partitions)],
                 self.settings.replication_factor,
             )
+            await wait_for_topics(options, [name])
             self._outbound_topics.add(name)
         return name
 
@@ -182,73 +221,134 @@ class Forwarder:
 
     async def _forward(self, stream: StreamT[Any]) -> None:
         await self.config_view.loaded.wait()
-        batch_within = self.settings.batch_within_ms / 1000
-        # take_events is on Stream, not yet on the StreamT interface.
-        batches = cast(Stream[Any], stream).take_events(
-            self.settings.batch_max, within=batch_within
+        batches = held_batches(
+            self.app, stream, self.settings.batch_max, self.settings.batch_within_ms / 1000
         )
-        async for events in batches:
-            await self.processor.process(events)
+        async for batch in batches:
+            if not await self._run(batch, self.processor.process(batch.records)):
+                return
+
+    async def _run(self, batch: HeldBatch, work: Awaitable[None]) -> bool:
+        """Run a batch's work; release its offsets only when it finished. Any failure stops
+        the worker (non-zero exit) with the batch uncommitted: the next owner reads it again."""
+        try:
+            await work
+        except Exception as error:
+            log.exception("processing failed; stopping the worker without committing the batch")
+            self.health.crashed(error)
+            if self.worker is not None:
+                self.worker.stop_within_deadline(exit_code=1)
+            return False
+        batch.release()
+        self.health.batch_done(batch.records)
+        return True
 
     async def _validate_config(self, stream: StreamT[Any]) -> None:
         """Dead-letter bad config records and ask every partition to sync after good ones.
 
         One worker owns each config partition, so each record is reported and synced once.
         """
+        async for batch in held_batches(self.app, stream, 100, 0.05):
+            if not await self._run(batch, self._validate_batch(batch)):
+                return
+
+    async def _validate_batch(self, batch: HeldBatch) -> None:
         outputs_topic = self.settings.topic(topics.OUTPUTS)
-        async for event in stream.events():
-            message = event.message
-            source = source_of(event)
-            is_output = message.topic == outputs_topic
+        pending: list[Awaitable[Any]] = []
+        for record in batch.records:
+            is_output = record.topic == outputs_topic
             try:
                 # A scratch Routing: this only validates; the config view applies.
-                apply_config(Routing(), is_output, message.key, message.value)
+                apply_config(
+                    Routing(), is_output, record.key, record.value, self.settings.max_record_bytes
+                )
             except InvalidRecordError as error:
-                value = redact(message.value) if is_output else message.value
-                await send_dead_letter(
-                    self.send,
-                    self.settings.topic(topics.DEAD_LETTERS),
-                    source,
-                    message.key,
-                    value,
-                    error,
+                pending.append(
+                    await send_dead_letter(
+                        self,
+                        self.settings.topic(topics.DEAD_LETTERS),
+                        record,
+                        error,
+                        max_bytes=self.settings.max_record_bytes,
+                        value=redact(record.value) if is_output else None,
+                    )
                 )
                 continue
-            request = SyncRequest(
-                kind="output" if is_output else "connection",
-                id=message.key.decode("utf-8", "replace"),
-                config=source,
+            request = (
+                SyncRequest(
+                    kind="output" if is_output else "connection",
+                    id=(record.key or b"").decode("utf-8", "replace"),
+                    config=record.source,
+                )
+                .model_dump_json()
+                .encode()
             )
             for partition in range(self.settings.input_partitions):
-                await self.sync_requests.send(
-                    key=message.key,
-                    value=request.model_dump_json().encode(),
-                    partition=partition,
-                    force=True,  # now, not at the config offset's commit: syncs start sooner
+                pending.append(
+                    await self.send(
+                        self.settings.topic(topics.SYNC), record.key, request, partition
+                    )
                 )
+        # The sync requests are in Kafka before the config record counts as handled.
+        await self.processor.wait_acknowledged(pending)
 
     async def _update_gauges(self) -> None:
+        try:
+            await self._observe()
+        except Exception:
+            # A gauge must never take the worker down (an assignment may change under it).
+            log.warning("updating the gauges failed", exc_info=True)
+
+    async def _observe(self) -> None:
         consumer = self.app.consumer
         input_topics = self.inputs.topics
+        high_watermarks: dict[tuple[str, int], int | None] = {}
         for tp in consumer.assignment():
             if tp.topic in input_topics:
+                high = consumer.highwater(tp)
+                high_watermarks[(tp.topic, tp.partition)] = high
                 position = await consumer.position(tp)
-                if position is not None:
-                    lag = max(0, consumer.highwater(tp) - position)
+                if position is not None and high is not None:
+                    lag = max(0, high - position)
                     metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+        self.health.observe(
+            waiting=self.health.waiting(high_watermarks),
+            recovering=bool(self.app.rebalancing or self.app.in_recovery),
+        )
         if self.settings.store == "memory":
-            metrics.TABLE_SIZE.set(len(self.profiles))
+            metrics.TABLE_SIZE.set(len(self.store))
+
+    def run_worker(self) -> int:
+        """Run the Faust worker until it stops; returns the process exit code."""
+        self.worker = BoundedWorker(
+            self.app,
+            loglevel=self.settings.log_level.upper(),
+            shutdown_timeout_s=self.settings.shutdown_timeout_s,
+        )
+        # Faust's terminal spinner sets the root logger to DEBUG at levels above info, which
+        # then builds a record for every debug line (measured: about 7% of the worker's CPU).
+        self.worker.spinner = None
+        try:
+            self.worker.execute_from_commandline()
+        except SystemExit as stopped:
+            if stopped.code not in (None, 0):
+                return 1
+        return self.worker.exit_code
 
     def _add_web_views(self) -> None:
         config_view, app = self.config_view, self.app
 
+        health = self.health
+
         def status(view: View, ready: bool) -> Response:
+            problem = health.problem()
             body = {
-                "ready": ready,
+                "ready": ready and problem is None,
                 "outputs": len(config_view.routing.outputs),
                 "connections": len(config_view.routing.connections),
+                "problem": problem,
             }
-            return view.json(body, status=200 if ready else 503)
+            return view.json(body, status=200 if body["ready"] else 503)
 
         @app.page("/healthz")
         async def healthz(view: View, request: Request) -> Response:

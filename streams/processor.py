@@ -1,55 +1,119 @@
-"""The shell around the forwarding decisions: one batch of input events at a time.
+"""The shell around the forwarding decisions: one batch of input records at a time.
 
-Per batch: parse each event (bad ones become dead letters), load the profile, ``decide``,
-send the outbound records, wait until Kafka has acknowledged every record of the batch, and
-only then write each touched profile's state once. The changelog therefore never records a
-send that did not happen: after a crash the batch is read again and its records go out again,
-with the same record ids (at least once, never lost).
+Per batch: check and parse each record (bad ones become dead letters), load the profile,
+``decide``, send the outbound records, wait until Kafka has acknowledged every send of the batch,
+and only then write each touched profile's state once, for the partitions this worker still
+owns. The changelog therefore never records a send that did not happen, and a record whose
+batch did not finish is never committed: after a crash or a rebalance the batch is read again
+and its records go out again, with the same record ids (at least once, never lost).
 
 Sync requests (after a config change) are served in the same stream, in order with the input
-events of their partition, so a sync and a live event never race for one profile.
+records of their partition, so a sync and a live event never race for one profile.
+
+No Kafka client and no Faust here: records come in as plain data, and sends and state go
+through the ``Producer`` and ``StateStore`` protocols (streams/faust_glue.py implements them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
-from faust import streams as faust_streams
-from faust.types import EventT
 from pydantic import TypeAdapter
 
 from core.dead_letters import dead_letter
 from core.routing import Routing
 from schemas.parsing import InvalidRecordError, parse, parse_union
-from schemas.records import MembershipEvent, ProfileRecord, SourceRef, SyncRequest
+from schemas.records import MembershipEvent, ProfileRecord, ProfileUpdate, SourceRef, SyncRequest
 from schemas.state import ProfileState
 from streams import metrics
 from streams.forwarding import Decision, InputEvent, decide, new_profile, reconcile
 
+log = logging.getLogger(__name__)
+
 PROFILE_RECORD = TypeAdapter[ProfileRecord](ProfileRecord)
 # Profiles reconciled per send-and-store round of a sync: bounds memory and unacked sends.
 SYNC_CHUNK = 5000
+TOO_LARGE = "too_large"
 
 
-@contextmanager
-def event_context(event: EventT[Any]) -> Iterator[None]:
-    """Make ``event`` Faust's current event while its profile is read or written.
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    """One consumed record, as plain data."""
 
-    Faust tables pick the store and changelog partition from the current event; in a batch
-    the stream's current event is the last one read, which may be another partition's.
-    """
-    token = faust_streams._current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        faust_streams._current_event.reset(token)
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_s: float
+
+    @property
+    def source(self) -> SourceRef:
+        return SourceRef(topic=self.topic, partition=self.partition, offset=self.offset)
+
+
+class Producer(Protocol):
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        """Queue one record; returns the future of Kafka's acknowledgement."""
+
+
+class StateStore(Protocol):
+    """Profile states of the partitions this worker owns (key -> state JSON)."""
+
+    def get(self, partition: int, key: bytes) -> bytes | None: ...
+
+    def items(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
+        """Every (key, state) of one partition."""
+
+    def owns(self, partition: int) -> bool:
+        """Whether this worker still owns the partition: state is written only then."""
+
+    async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> None:
+        """Make the changes durable (changelog acknowledged) and visible; None deletes."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorTopics:
+    profiles: str
+    sync: str
+    dead_letters: str
+    erasure_status: str
+    # output_id -> its forward topic's name, creating the topic on first use
+    outbound: Callable[[str], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one record may cause; keeps every state and record within Kafka's message size."""
+
+    max_record_bytes: int
+    max_identity_values: int
+    ack_timeout_s: float
+
+
+class AckTimeoutError(RuntimeError):
+    """Kafka did not acknowledge a batch's sends in time: the batch is not finished."""
+
+
+@dataclass(slots=True)
+class _Unit:
+    """One unit of work: the states it touched (per partition) and the sends it waits for."""
+
+    touched: dict[int, dict[bytes, tuple[ProfileState | None, bytes | None]]] = field(
+        default_factory=dict
+    )
+    pending: list[Awaitable[Any]] = field(default_factory=list)
+    # Kafka timestamps (seconds) of the input records that caused sends: for the latency metric.
+    sources_sent: list[float] = field(default_factory=list)
+
+    def held(self, partition: int, key: bytes) -> tuple[ProfileState | None, bytes | None] | None:
+        return self.touched.get(partition, {}).get(key)
 
 
 def state_key(partition: int, mpid: str) -> bytes:
@@ -66,37 +130,29 @@ def parse_input(topic_is_profiles: bool, key: bytes | None, value: bytes | None)
     return event
 
 
-def source_of(event: EventT[Any]) -> SourceRef:
-    message = event.message
-    return SourceRef(topic=message.topic, partition=message.partition, offset=message.offset)
+def check_size(record: InputRecord, limits: Limits) -> None:
+    if record.value is not None and len(record.value) > limits.max_record_bytes:
+        raise InvalidRecordError(
+            TOO_LARGE,
+            f"the record value has {len(record.value)} bytes, more than the "
+            f"{limits.max_record_bytes} allowed (FORWARDER_MAX_RECORD_BYTES)",
+        )
+
+
+def check_identities(event: InputEvent, limits: Limits) -> None:
+    if not isinstance(event, ProfileUpdate):
+        return
+    for identity_type, values in event.identities.items():
+        if isinstance(values, list) and len(values) > limits.max_identity_values:
+            raise InvalidRecordError(
+                TOO_LARGE,
+                f"identities.{identity_type} has {len(values)} values, more than the "
+                f"{limits.max_identity_values} allowed (FORWARDER_MAX_IDENTITY_VALUES)",
+            )
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-# Produce one record (topic, key, value); returns the future of Kafka's acknowledgement.
-Send = Callable[[str, bytes | None, bytes], Awaitable[Awaitable[Any]]]
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessorTopics:
-    profiles: str
-    sync: str
-    dead_letters: str
-    erasure_status: str
-    # output_id -> its forward topic's name, creating the topic on first use
-    outbound: Callable[[str], Awaitable[str]]
-
-
-@dataclass(slots=True)
-class _Unit:
-    """One unit of work: the states it touched and the sends it is waiting for."""
-
-    touched: dict[bytes, tuple[ProfileState | None, EventT[Any]]] = field(default_factory=dict)
-    pending: list[Awaitable[Any]] = field(default_factory=list)
-    # Kafka timestamps (seconds) of the input records that caused sends: for the latency metric.
-    sources_sent: list[float] = field(default_factory=list)
 
 
 class InputProcessor:
@@ -104,56 +160,79 @@ class InputProcessor:
         self,
         *,
         routing: Routing,
-        profiles: Any,  # faust Table: state_key -> ProfileState JSON bytes
+        store: StateStore,
+        producer: Producer,
         topics: ProcessorTopics,
-        send: Send,
+        limits: Limits,
         config_applied: Callable[[SourceRef], Awaitable[None]],
     ) -> None:
         self.routing = routing
-        self.profiles = profiles
+        self.store = store
+        self.producer = producer
         self.topics = topics
-        self.send = send
+        self.limits = limits
         self.config_applied = config_applied
 
-    async def process(self, events: Sequence[EventT[Any]]) -> None:
+    async def process(self, records: Sequence[InputRecord]) -> None:
+        """Handle one batch; returns once every effect is durable. Raises (and the batch must
+        then not be committed) when Kafka does not acknowledge in time."""
         unit = _Unit()
-        for event in events:
-            if event.message.topic == self.topics.sync:
+        for record in records:
+            if record.topic == self.topics.sync:
                 await self._flush(unit)
                 unit = _Unit()
-                await self._sync(event)
+                await self._sync(record)
             else:
-                await self._handle(unit, event)
+                await self._handle(unit, record)
         await self._flush(unit)
 
-    async def _handle(self, unit: _Unit, event: EventT[Any]) -> None:
-        message = event.message
-        source = source_of(event)
+    async def _handle(self, unit: _Unit, record: InputRecord) -> None:
         try:
-            parsed = parse_input(message.topic == self.topics.profiles, message.key, message.value)
+            check_size(record, self.limits)
+            parsed = parse_input(record.topic == self.topics.profiles, record.key, record.value)
+            check_identities(parsed, self.limits)
         except InvalidRecordError as error:
-            unit.pending.append(await self._dead_letter(source, message.key, message.value, error))
+            unit.pending.append(await self._dead_letter(record, error))
             return
-        key = state_key(message.partition, parsed.mpid)
-        if key in unit.touched:
-            state = unit.touched[key][0] or new_profile(parsed.mpid)
+        key = state_key(record.partition, parsed.mpid)
+        held = unit.held(record.partition, key)
+        if held is not None:
+            state = held[0] or new_profile(parsed.mpid)
         else:
-            with event_context(event):
-                stored = self.profiles.get(key)
+            stored = self.store.get(record.partition, key)
             state = ProfileState.model_validate_json(stored) if stored else new_profile(parsed.mpid)
-        decision = decide(state, parsed, self.routing, source)
-        await self._send(unit, decision)
+        decision = decide(state, parsed, self.routing, record.source)
+        try:
+            encoded = self._encode(decision)
+        except InvalidRecordError as error:
+            # The profile stays as it was: the event's effect would not fit in Kafka.
+            unit.pending.append(await self._dead_letter(record, error))
+            return
+        await self._send(unit, decision, encoded)
         if decision.records:
-            unit.sources_sent.append(message.timestamp)
-        unit.touched[key] = (decision.state, event)
+            unit.sources_sent.append(record.timestamp_s)
+        unit.touched.setdefault(record.partition, {})[key] = (decision.state, encoded[0])
 
-    async def _sync(self, event: EventT[Any]) -> None:
+    def _encode(self, decision: Decision) -> tuple[bytes | None, list[bytes]]:
+        """The new state and the records, serialized once; too_large when one would not fit."""
+        state = decision.state.model_dump_json().encode() if decision.state else None
+        records = [record.model_dump_json().encode() for record in decision.records]
+        largest = max([len(state or b""), *(len(record) for record in records)])
+        if largest > self.limits.max_record_bytes:
+            raise InvalidRecordError(
+                TOO_LARGE,
+                f"applying the record would make a profile state or outbound record of "
+                f"{largest} bytes, more than the {self.limits.max_record_bytes} allowed "
+                "(FORWARDER_MAX_RECORD_BYTES)",
+            )
+        return state, records
+
+    async def _sync(self, record: InputRecord) -> None:
         """Reconcile this partition's profiles concerned by one config change."""
         try:
-            request = parse(SyncRequest, event.message.value)
+            request = parse(SyncRequest, record.value)
         except InvalidRecordError as error:
-            message = event.message
-            await (await self._dead_letter(source_of(event), message.key, message.value, error))
+            await self.wait_acknowledged(await self._dead_letter(record, error))
             return
         await self.config_applied(request.config)
         if request.kind == "output":
@@ -167,49 +246,75 @@ class InputProcessor:
         ]
         if not needles:
             return
-        prefix = state_key(event.message.partition, "")
-        with event_context(event):
-            keys = [key for key in self.profiles if key.startswith(prefix)]
-        source, timestamp = source_of(event), now_ms()
-        for start in range(0, len(keys), SYNC_CHUNK):
-            chunk = keys[start : start + SYNC_CHUNK]
+        concerned = [
+            (key, stored)
+            for key, stored in self.store.items(record.partition)
+            if any(needle in stored for needle in needles)
+        ]
+        source, timestamp = record.source, now_ms()
+        for start in range(0, len(concerned), SYNC_CHUNK):
             unit = _Unit()
-            with event_context(event):
-                stored_states = [(key, self.profiles.get(key)) for key in chunk]
-            for key, stored in stored_states:
-                if stored is None or not any(needle in stored for needle in needles):
-                    continue
+            for key, stored in concerned[start : start + SYNC_CHUNK]:
                 state = ProfileState.model_validate_json(stored)
                 decision = reconcile(state, self.routing, source, timestamp)
-                await self._send(unit, decision)
-                if decision.state is not state:
-                    unit.touched[key] = (decision.state, event)
+                if decision.state is state:
+                    continue
+                try:
+                    encoded = self._encode(decision)
+                except InvalidRecordError:
+                    # Only a state written under a larger limit can get here; it stays as it is.
+                    log.warning("sync skipped a profile whose records exceed the size limit")
+                    continue
+                await self._send(unit, decision, encoded)
+                unit.touched.setdefault(record.partition, {})[key] = (decision.state, encoded[0])
             await self._flush(unit)
+
+    async def wait_acknowledged(self, pending: Awaitable[Any] | list[Awaitable[Any]]) -> None:
+        """Wait for Kafka's acknowledgements, at most FORWARDER_ACK_TIMEOUT_S."""
+        futures = pending if isinstance(pending, list) else [pending]
+        try:
+            await asyncio.wait_for(asyncio.gather(*futures), self.limits.ack_timeout_s)
+        except TimeoutError:
+            raise AckTimeoutError(
+                f"Kafka did not acknowledge {len(futures)} sends within "
+                f"{self.limits.ack_timeout_s:.0f} s (FORWARDER_ACK_TIMEOUT_S)"
+            ) from None
 
     async def _flush(self, unit: _Unit) -> None:
         # Acknowledged by Kafka before any state says they were sent.
-        await asyncio.gather(*unit.pending)
+        await self.wait_acknowledged(unit.pending)
         acknowledged = time.time()
         for timestamp in unit.sources_sent:
             metrics.LATENCY.observe(max(0.0, acknowledged - timestamp))
-        for key, (state, event) in unit.touched.items():
-            with event_context(event):
-                if state is None:
-                    self.profiles.pop(key, None)
-                else:
-                    self.profiles[key] = state.model_dump_json().encode()
+        for partition, touched in unit.touched.items():
+            if not self.store.owns(partition):
+                # Revoked while the batch ran: the new owner reads these records again.
+                log.info(
+                    "partition %d revoked during a batch: state left to its new owner", partition
+                )
+                continue
+            changes = {key: encoded for key, (_state, encoded) in touched.items()}
+            try:
+                await asyncio.wait_for(
+                    self.store.write(partition, changes), self.limits.ack_timeout_s
+                )
+            except TimeoutError:
+                raise AckTimeoutError(
+                    f"the changelog did not acknowledge {len(changes)} state writes within "
+                    f"{self.limits.ack_timeout_s:.0f} s (FORWARDER_ACK_TIMEOUT_S)"
+                ) from None
 
-    async def _send(self, unit: _Unit, decision: Decision) -> None:
-        for record in decision.records:
+    async def _send(
+        self, unit: _Unit, decision: Decision, encoded: tuple[bytes | None, list[bytes]]
+    ) -> None:
+        for record, value in zip(decision.records, encoded[1], strict=True):
             topic = await self.topics.outbound(record.output_id)
-            unit.pending.append(
-                await self.send(topic, record.mpid.encode(), record.model_dump_json().encode())
-            )
+            unit.pending.append(await self.producer.send(topic, record.mpid.encode(), value))
             metrics.FORWARDED.labels(record.output_id, record.connection_id, record.action).inc()
             metrics.LAST_RECORD.labels(record.output_id, record.connection_id).set_to_current_time()
         for status in decision.erasure_statuses:
             unit.pending.append(
-                await self.send(
+                await self.producer.send(
                     self.topics.erasure_status,
                     status.mpid.encode(),
                     status.model_dump_json().encode(),
@@ -220,23 +325,36 @@ class InputProcessor:
                 drop.output_id or "", drop.connection_id or "", drop.reason
             ).inc()
 
-    async def _dead_letter(
-        self, source: SourceRef, key: bytes | None, value: bytes | None, error: InvalidRecordError
-    ) -> Awaitable[Any]:
+    async def _dead_letter(self, record: InputRecord, error: InvalidRecordError) -> Awaitable[Any]:
         return await send_dead_letter(
-            self.send, self.topics.dead_letters, source, key, value, error
+            self.producer,
+            self.topics.dead_letters,
+            record,
+            error,
+            max_bytes=self.limits.max_record_bytes,
         )
 
 
 async def send_dead_letter(
-    send: Send,
+    producer: Producer,
     topic: str,
-    source: SourceRef,
-    key: bytes | None,
-    value: bytes | None,
+    record: InputRecord,
     error: InvalidRecordError,
+    *,
+    max_bytes: int,
+    value: bytes | None = None,
 ) -> Awaitable[Any]:
-    """Send a dead letter now; returns the delivery future to wait on."""
-    letter = dead_letter(source, key, value, error.kind, error.message, now_ms())
-    metrics.DEAD_LETTERS.labels(source.topic, error.kind).inc()
-    return await send(topic, key, letter.model_dump_json().encode())
+    """Send a dead letter now (``value`` replaces the record's, e.g. redacted); returns the
+    delivery future to wait on."""
+    letter = dead_letter(
+        record.source,
+        record.key,
+        record.value if value is None else value,
+        error.kind,
+        error.message,
+        now_ms(),
+        max_bytes=max_bytes,
+    )
+    metrics.DEAD_LETTERS.labels(record.topic, error.kind).inc()
+    key = record.key if record.key is None or len(record.key) <= max_bytes // 4 else None
+    return await producer.send(topic, key, letter)

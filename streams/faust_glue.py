@@ -1,0 +1,183 @@
+"""Everything the worker needs from Faust beyond its public app API, in one place.
+
+- ``record_of`` turns a Faust event into the processor's plain ``InputRecord``.
+- ``held_batches`` takes batches from a stream and keeps their offsets uncommitted until the
+  batch's effects are durable. Faust's ``take_events`` acks a batch when the loop body returns
+  *or raises*, so a crashed or cancelled batch would be committed without its effects; holding
+  one more reference on each message prevents that, and ``release`` drops it once done.
+- ``TableStore`` implements the processor's ``StateStore`` over a Faust table: reads go to the
+  store of the event's partition, writes produce the changelog records themselves (one send per
+  touched profile, awaited with the batch) and then apply them through the table's own
+  ``apply_changelog_batch``, the path recovery uses, which also keeps RocksDB's persisted
+  changelog offsets right. This replaces Faust's one-message-at-a-time changelog buffer.
+- ``BoundedWorker`` is Faust's worker with a deadline on SIGTERM.
+
+Private Faust API used here (an upgrade could break it; the integration tests on both stores
+would catch it): the RocksDB store's ``_db_for_partition`` and ``offset_key``, the memory
+store's ``data`` dict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import faust
+from faust import Stream
+from faust.types import TP, EventT, StreamT
+
+from streams.processor import InputRecord
+
+log = logging.getLogger(__name__)
+
+
+def record_of(event: EventT[Any]) -> InputRecord:
+    message = event.message
+    return InputRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        timestamp_s=message.timestamp,
+    )
+
+
+@dataclass(slots=True)
+class HeldBatch:
+    events: list[EventT[Any]]
+    records: list[InputRecord]
+    consumer: Any
+
+    def release(self) -> None:
+        """The batch is done: its offsets may be committed."""
+        for event in self.events:
+            event.message.ack(self.consumer)
+
+
+async def held_batches(
+    app: faust.App, stream: StreamT[Any], max_records: int, within_s: float
+) -> AsyncIterator[HeldBatch]:
+    # take_events is on Stream, not yet on the StreamT interface.
+    async for events in cast(Stream[Any], stream).take_events(max_records, within=within_s):
+        for event in events:
+            event.message.incref()
+        yield HeldBatch(list(events), [record_of(event) for event in events], app.consumer)
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    tp: TP
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class _ChangelogEvent:
+    """What a table store's ``apply_changelog_batch`` reads of a changelog event."""
+
+    message: _Message
+
+    @property
+    def key(self) -> bytes:
+        return self.message.key
+
+    @property
+    def value(self) -> bytes | None:
+        return self.message.value
+
+
+class TableStore:
+    """The processor's state store over a Faust table with raw (bytes) keys and values."""
+
+    def __init__(self, app: faust.App, table: Any, owner_topic: str, rocksdb: bool) -> None:
+        self._app = app
+        self._table = table
+        # A co-partitioned input topic: owning its partition p means owning state partition p.
+        self._owner_topic = owner_topic
+        self._rocksdb = rocksdb
+
+    @property
+    def changelog_topic(self) -> str:
+        name: str = self._table.changelog_topic.get_topic_name()
+        return name
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        store = self._table.data
+        if self._rocksdb:
+            value: bytes | None = store._db_for_partition(partition).get(key)
+            return value
+        found: bytes | None = store.data.get(key)
+        return found
+
+    def items(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
+        store = self._table.data
+        if self._rocksdb:
+            offset_key = store.offset_key
+            return [
+                (key, value)
+                for key, value in store._db_for_partition(partition).items()
+                if key != offset_key and value is not None
+            ]
+        prefix = f"{partition}:".encode()
+        return [(key, value) for key, value in store.data.items() if key.startswith(prefix)]
+
+    def owns(self, partition: int) -> bool:
+        return TP(self._owner_topic, partition) in self._app.consumer.assignment()
+
+    def __len__(self) -> int:
+        return len(self._table.data.data) if not self._rocksdb else 0
+
+    async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> None:
+        producer = self._app.producer
+        topic = self.changelog_topic
+        sent: list[tuple[bytes, bytes | None, Awaitable[Any]]] = []
+        for key, value in changes.items():
+            future = await producer.send(
+                topic, key, value, partition=partition, timestamp=None, headers=None
+            )
+            sent.append((key, value, future))
+        acknowledged = await asyncio.gather(*(future for _, _, future in sent))
+        tp = TP(topic, partition)
+        self._table.apply_changelog_batch(
+            [
+                _ChangelogEvent(_Message(tp, partition, metadata.offset, key, value))
+                for (key, value, _), metadata in zip(sent, acknowledged, strict=True)
+            ]
+        )
+
+
+class BoundedWorker(faust.Worker):
+    """Faust's worker, stopped within ``shutdown_timeout_s`` of SIGTERM whatever it is doing:
+    a task that does not finish (a send whose acknowledgement never comes, a rebalance that
+    hangs) must not keep an orchestrator waiting. What was not finished is not committed."""
+
+    def __init__(self, *services: Any, shutdown_timeout_s: float, **options: Any) -> None:
+        super().__init__(*services, **options)
+        self._shutdown_timeout_s = shutdown_timeout_s
+        self.exit_code = 0
+
+    def _on_sigterm(self) -> None:
+        self.stop_within_deadline(0)
+
+    def stop_within_deadline(self, exit_code: int) -> None:
+        """Stop gracefully; exit with ``exit_code`` (or 1 when the deadline passes first)."""
+        self.exit_code = self.exit_code or exit_code
+        timer = threading.Timer(self._shutdown_timeout_s, _exit_now, args=(self,))
+        timer.daemon = True
+        timer.start()
+        self._schedule_shutdown(signal.SIGTERM)
+
+
+def _exit_now(worker: BoundedWorker) -> None:
+    log.error("stopping took longer than %.0f s: exiting now", worker._shutdown_timeout_s)
+    logging.shutdown()
+    os._exit(worker.exit_code or 1)
