@@ -1,0 +1,246 @@
+"""The processor's rules without a broker: nothing stored before Kafka acknowledged it, state
+written only for owned partitions, size limits, dead letters, sync chunking, erasure."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any
+
+import orjson
+import pytest
+
+from core.routing import Routing
+from partners.catalog import resolve_output
+from streams import processor as processor_module
+from streams.processor import (
+    AckTimeoutError,
+    InputProcessor,
+    InputRecord,
+    Limits,
+    ProcessorTopics,
+    state_key,
+)
+from tests.streams.test_forwarding import connection, output, routing_of
+
+PROFILES, MEMBERSHIPS, SYNC = "profile-updates", "audience-memberships", "forwarder-sync"
+DEAD, ERASURE = "forwarder-dead-letters", "forwarder-erasure-status"
+
+
+class Producer:
+    """Records every send; acknowledges at once unless ``hold`` is set."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.hold = False
+        self.futures: list[asyncio.Future[None]] = []
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        self.sent.append((topic, key, value))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self.hold:
+            future.set_result(None)
+        self.futures.append(future)
+        return future
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        return [orjson.loads(value) for sent_topic, _, value in self.sent if sent_topic == topic]
+
+
+class Store:
+    def __init__(self) -> None:
+        self.data: dict[int, dict[bytes, bytes]] = {}
+        self.owned: set[int] = set(range(8))
+        self.writes = 0
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        return self.data.get(partition, {}).get(key)
+
+    def items(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
+        return list(self.data.get(partition, {}).items())
+
+    def owns(self, partition: int) -> bool:
+        return partition in self.owned
+
+    async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> None:
+        self.writes += 1
+        held = self.data.setdefault(partition, {})
+        for key, value in changes.items():
+            if value is None:
+                held.pop(key, None)
+            else:
+                held[key] = value
+
+    def state(self, partition: int, mpid: str) -> dict[str, Any] | None:
+        raw = self.get(partition, state_key(partition, mpid))
+        return orjson.loads(raw) if raw else None
+
+
+async def _outbound(output_id: str) -> str:
+    return f"forward-{output_id}"
+
+
+async def _applied(_: object) -> None:
+    return None
+
+
+def make(
+    routing: Routing | None = None, limits: Limits | None = None
+) -> tuple[InputProcessor, Producer, Store]:
+    producer, store = Producer(), Store()
+    routing = routing or routing_of(
+        [output("ads", ["ios_idfa"]), output("mail", ["email"])],
+        [connection("c-ads", "ads"), connection("c-mail", "mail")],
+    )
+    processor = InputProcessor(
+        routing=routing,
+        store=store,
+        producer=producer,
+        topics=ProcessorTopics(PROFILES, SYNC, DEAD, ERASURE, _outbound),
+        limits=limits or Limits(max_record_bytes=65_536, max_identity_values=5, ack_timeout_s=5),
+        config_applied=_applied,
+    )
+    return processor, producer, store
+
+
+offsets = iter(range(10**9))
+
+
+def record(topic: str, key: str | bytes | None, value: Any, partition: int = 0) -> InputRecord:
+    raw = value if isinstance(value, bytes) or value is None else orjson.dumps(value)
+    encoded_key = key.encode() if isinstance(key, str) else key
+    return InputRecord(topic, partition, next(offsets), encoded_key, raw, 1.0)
+
+
+def profile(mpid: str, partition: int = 0, **identities: Any) -> InputRecord:
+    update = {"type": "profile_update", "mpid": mpid, "timestamp_ms": 1, "identities": identities}
+    return record(PROFILES, mpid, update, partition)
+
+
+def member(mpid: str, ts: int = 2) -> InputRecord:
+    event = {"mpid": mpid, "audience_id": "aud-42", "action": "add", "timestamp_ms": ts}
+    return record(MEMBERSHIPS, mpid, event)
+
+
+async def test_a_member_is_forwarded_and_its_state_stored() -> None:
+    processor, producer, store = make()
+    await processor.process([profile("m1", ios_idfa="A", email="a@x.io"), member("m1")])
+    ads, mail = producer.on("forward-ads"), producer.on("forward-mail")
+    assert [[(i["type"], i["value"]) for i in r["identities"]] for r in ads] == [
+        [("ios_idfa", "A")]
+    ]
+    assert [[(i["type"], i["value"]) for i in r["identities"]] for r in mail] == [
+        [("email", "a@x.io")]
+    ]
+    state = store.state(0, "m1")
+    assert state is not None and set(state["sent"]) == {"c-ads", "c-mail"}
+    assert store.writes == 1  # one write per partition per batch
+
+
+async def test_nothing_is_stored_before_kafka_acknowledged_the_sends() -> None:
+    processor, producer, store = make()
+    producer.hold = True
+    batch = asyncio.create_task(processor.process([profile("m1", ios_idfa="A"), member("m1")]))
+    await asyncio.sleep(0.05)
+    assert producer.on("forward-ads") and store.state(0, "m1") is None
+    for future in producer.futures:
+        future.set_result(None)
+    await batch
+    assert store.state(0, "m1") is not None
+
+
+async def test_an_acknowledgement_that_never_comes_fails_the_batch_without_storing() -> None:
+    limits = Limits(max_record_bytes=65_536, max_identity_values=5, ack_timeout_s=0.1)
+    processor, producer, store = make(limits=limits)
+    producer.hold = True
+    with pytest.raises(AckTimeoutError):
+        await processor.process([profile("m1", ios_idfa="A"), member("m1")])
+    assert store.state(0, "m1") is None
+
+
+async def test_state_of_a_partition_revoked_during_the_batch_is_not_written() -> None:
+    processor, _, store = make()
+    store.owned = {1}
+    await processor.process([profile("m1", ios_idfa="A"), member("m1"), profile("m2", partition=1)])
+    assert store.state(0, "m1") is None  # the new owner reads the batch again
+    assert store.state(1, "m2") is not None
+
+
+async def test_an_oversized_record_is_dead_lettered_whole_within_the_limit() -> None:
+    limits = Limits(max_record_bytes=65_536, max_identity_values=5, ack_timeout_s=5)
+    processor, producer, _ = make(limits=limits)
+    huge = b'{"type": "profile_update", "mpid": "m1", "x": "' + b"\xff" * 1_000_000 + b'"}'
+    batch = [record(PROFILES, "m1", huge), profile("m2", ios_idfa="B"), member("m2")]
+    await processor.process(batch)
+    [letter] = producer.on(DEAD)
+    assert letter["error"]["kind"] == "too_large"
+    assert letter["value_truncated"] is True
+    assert letter["value_length"] == len(huge)
+    assert letter["value_sha256"] == hashlib.sha256(huge).hexdigest()
+    assert all(len(value) <= limits.max_record_bytes for _, _, value in producer.sent)
+    assert producer.on("forward-ads")  # the next records went on
+
+
+async def test_too_many_identity_values_are_dead_lettered() -> None:
+    processor, producer, store = make()
+    await processor.process([profile("m1", email=[f"{n}@x.io" for n in range(6)])])
+    [letter] = producer.on(DEAD)
+    assert letter["error"]["kind"] == "too_large"
+    assert "identities.email" in letter["error"]["message"]
+    assert store.state(0, "m1") is None
+
+
+async def test_a_state_that_would_outgrow_the_limit_is_refused_and_kept() -> None:
+    processor, producer, store = make()
+    big = "v" * 40_000
+    first = {"type": "profile_update", "mpid": "m1", "timestamp_ms": 1, "attributes": {"a": big}}
+    second = {"type": "profile_update", "mpid": "m1", "timestamp_ms": 2, "attributes": {"b": big}}
+    await processor.process([record(PROFILES, "m1", first)])
+    await processor.process([record(PROFILES, "m1", second)])
+    [letter] = producer.on(DEAD)
+    assert letter["error"]["kind"] == "too_large"
+    state = store.state(0, "m1")
+    assert state is not None and set(state["attributes"]) == {"a"}
+
+
+async def test_bad_records_become_dead_letters_and_processing_continues() -> None:
+    processor, producer, _ = make()
+    await processor.process(
+        [
+            record(PROFILES, "m1", b"{not json"),
+            record(MEMBERSHIPS, "other", orjson.loads(member("m1").value or b"")),
+            record(PROFILES, "m1", None),
+            profile("m2", ios_idfa="B"),
+            member("m2"),
+        ]
+    )
+    kinds = [letter["error"]["kind"] for letter in producer.on(DEAD)]
+    assert kinds == ["invalid_json", "key_mismatch", "missing_value"]
+    assert [r["mpid"] for r in producer.on("forward-ads")] == ["m2"]
+
+
+async def test_an_erasure_deletes_the_state_and_reports_per_output() -> None:
+    processor, producer, store = make()
+    await processor.process([profile("m1", ios_idfa="A"), member("m1")])
+    erasure = {"type": "profile_erasure", "mpid": "m1", "timestamp_ms": 3, "request_id": "r1"}
+    await processor.process([record(PROFILES, "m1", erasure)])
+    assert store.state(0, "m1") is None
+    assert {status["output_id"] for status in producer.on(ERASURE)} == {"ads", "mail"}
+
+
+async def test_a_sync_reconciles_every_member_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(processor_module, "SYNC_CHUNK", 3)
+    routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
+    processor, producer, store = make(routing)
+    members = [f"m{n}" for n in range(10)]
+    await processor.process([r for m in members for r in (profile(m, ios_idfa=m), member(m))])
+    routing.put_output(resolve_output(output("push", ["ios_idfa"])))
+    routing.put_connection(connection("c-push", "push"))
+    writes_before = store.writes
+    config = {"topic": "forwarder-connections", "partition": 0, "offset": 0}
+    request = {"kind": "connection", "id": "c-push", "config": config}
+    await processor.process([record(SYNC, "c-push", request)])
+    assert sorted(r["mpid"] for r in producer.on("forward-push")) == sorted(members)
+    assert store.writes - writes_before == 4  # 10 members in chunks of 3
+    assert all("c-push" in (store.state(0, m) or {})["sent"] for m in members)
