@@ -73,7 +73,7 @@ async def running_sinks(
 async def wait_processed(prefix: str, output_id: str, within_s: float = 40) -> None:
     """Until the sink committed every record of the output's topic (delivered or dead-lettered)."""
     topic = f"{prefix}forward-{output_id}"
-    group = f"{prefix}app-sink-{output_id}"
+    group = f"{settings_for(prefix).group_id}-sink-{output_id}"
     options = {"bootstrap_servers": BOOTSTRAP}
     partitions = None
     for _ in range(100):  # a new topic's partitions have a leader within seconds
