@@ -18,7 +18,6 @@ import aiohttp
 import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from control import metrics
@@ -38,6 +37,7 @@ from control.validation import (
 )
 from core.config import ConfigView
 from core.kafka_admin import TopicSpec, ensure_topics
+from core.prometheus import exposition
 from core.routing import Routing
 from core.settings import Settings, SettingsError
 from partners.catalog import CATALOG, Output
@@ -194,7 +194,9 @@ async def _check_token(request: web.Request, handler: Handler) -> web.StreamResp
         raise ApiError(403, "writes are disabled on this API")
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     expected = settings.api_token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+    # Header bytes that are not UTF-8 arrive as lone surrogates: no token, not a 500.
+    given_bytes = given.strip().encode("utf-8", "surrogatepass")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, expected):
         # The answer never says what was sent, nor what was expected.
         return _problem(
             401, "a valid bearer token is needed to write", {"WWW-Authenticate": "Bearer"}
@@ -221,7 +223,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def prometheus(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body, content_type = exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def openapi(request: web.Request) -> web.Response:

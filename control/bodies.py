@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.records import ConsentRule, IdentityType, NonEmpty
+from schemas.records import ConsentRule, IdentityType, JsonValue, NonEmpty
 
 
 class _Body(BaseModel):
@@ -20,7 +20,7 @@ class OutputUpdate(_Body):
     name: str | None = None
     accepted_identities: list[IdentityType] | None = None
     supports_attributes: bool | None = None
-    settings: dict[str, Any] | None = None
+    settings: dict[str, JsonValue] | None = None
 
 
 class ConnectionUpdate(_Body):

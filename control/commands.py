@@ -167,15 +167,15 @@ def _outputs(args: argparse.Namespace) -> int:
         return _request(args, "GET", path, outputs_table)
     if args.action == "get":
         return _request(args, "GET", path, fields_table)
+    if args.action == "delete":
+        return _request(args, "DELETE", path, _said(f"deleted output {args.output_id}"))
     fields = _set(args, ("name", "accepted_identities", "supports_attributes", "settings"))
     if "settings" in fields:
         fields["settings"] = dict(fields["settings"])
     if args.action == "create":
         body = {"output_id": args.id, "partner": args.partner, **fields}
         return _request(args, "POST", path, fields_table, body)
-    if args.action == "update":
-        return _request(args, "PATCH", path, fields_table, fields)
-    return _request(args, "DELETE", path, _said(f"deleted output {args.output_id}"))
+    return _request(args, "PATCH", path, fields_table, fields)
 
 
 def _connections(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from core.routing import Routing
 from partners.adapters import ADAPTERS
 from partners.adapters.base import AdapterSettings
 from partners.catalog import CATALOG, Output, OutputConfigError, Partner, resolve_output
+from schemas.parsing import field_errors
 from schemas.records import ConnectionConfig, OutputConfig
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -30,12 +31,9 @@ class InvalidBodyError(ValueError):
 
 
 def problems_of(error: ValidationError, prefix: str = "") -> list[FieldProblem]:
-    problems = []
-    for detail in error.errors(include_input=False, include_url=False):
-        path = [prefix] if prefix else []
-        path += [str(part) for part in detail["loc"]]
-        problems.append(FieldProblem(field=".".join(path) or "body", reason=detail["msg"]))
-    return problems
+    return [
+        FieldProblem(field=e.field or "body", reason=e.reason) for e in field_errors(error, prefix)
+    ]
 
 
 def parse_body(model: type[Model], body: bytes) -> Model:
@@ -121,8 +119,7 @@ def connection_problems(connection: ConnectionConfig, routing: Routing) -> list[
         return [
             FieldProblem(
                 field="forwarded_attributes",
-                reason=f"output {output.output_id!r} (partner {output.partner!r}) does not "
-                "take attributes",
+                reason=f"the output (partner {output.partner!r}) does not take attributes",
             )
         ]
     return []

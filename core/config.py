@@ -18,7 +18,7 @@ from core.routing import Routing
 from core.settings import Settings
 from partners.catalog import Output, OutputConfigError, resolve_output
 from schemas import topics
-from schemas.parsing import InvalidRecordError, parse
+from schemas.parsing import InvalidRecordError, check_key, parse
 from schemas.records import ConnectionConfig, OutputConfig, SourceRef
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 def parse_output(key: bytes | None, value: bytes) -> Output:
     config = parse(OutputConfig, value)
-    _check_key(key, config.output_id, "output_id")
+    check_key(key, config.output_id, "output_id")
     try:
         return resolve_output(config)
     except OutputConfigError as error:
@@ -35,13 +35,8 @@ def parse_output(key: bytes | None, value: bytes) -> Output:
 
 def parse_connection(key: bytes | None, value: bytes) -> ConnectionConfig:
     connection = parse(ConnectionConfig, value)
-    _check_key(key, connection.connection_id, "connection_id")
+    check_key(key, connection.connection_id, "connection_id")
     return connection
-
-
-def _check_key(key: bytes | None, record_id: str, field: str) -> None:
-    if key is None or key.decode("utf-8", "replace") != record_id:
-        raise InvalidRecordError("key_mismatch", f"the record key must equal its {field}")
 
 
 def apply_config(

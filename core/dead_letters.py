@@ -32,14 +32,21 @@ def _as_text(raw: bytes | None) -> tuple[str | None, bool]:
 
 
 def redact(raw: bytes | None) -> bytes | None:
-    """The value with every settings field replaced, when it is a JSON object."""
+    """The value with every settings field replaced, when it is a JSON object; else all of it.
+
+    A value that cannot be read as a JSON object (not UTF-8, not JSON, not an object) may hold
+    a secret anywhere: only its length and SHA-256 are kept, to match it with its producer.
+    """
     if raw is None:
         return None
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw
-    if not isinstance(document, dict) or not any(name in document for name in _REDACTED_FIELDS):
+        document = None
+    if not isinstance(document, dict):
+        digest = hashlib.sha256(raw).hexdigest()
+        return f"<redacted: {len(raw)} bytes, sha256 {digest}>".encode()
+    if not any(name in document for name in _REDACTED_FIELDS):
         return raw
     for name in _REDACTED_FIELDS:
         if name in document:

@@ -6,8 +6,11 @@ import ssl
 from pathlib import Path
 from typing import Any, Literal
 
+import faust
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.parsing import field_errors
 
 
 class Settings(BaseSettings):
@@ -127,6 +130,13 @@ class Settings(BaseSettings):
             )
         return context
 
+    def _sasl(self) -> tuple[str, str | None, str] | None:
+        """The SASL mechanism, user name and password, if SASL is configured."""
+        if not self.sasl_mechanism:
+            return None
+        password = self.sasl_password.get_secret_value() if self.sasl_password else ""
+        return self.sasl_mechanism, self.sasl_username, password
+
     def kafka_client_options(self) -> dict[str, Any]:
         """Connection options for aiokafka clients (consumers, producers, admin)."""
         options: dict[str, Any] = {
@@ -136,13 +146,26 @@ class Settings(BaseSettings):
         context = self.ssl_context()
         if context is not None:
             options["ssl_context"] = context
-        if self.sasl_mechanism:
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_username
-            options["sasl_plain_password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else None
-            )
+        sasl = self._sasl()
+        if sasl is not None:
+            mechanism, username, password = sasl
+            options["sasl_mechanism"] = mechanism
+            options["sasl_plain_username"] = username
+            options["sasl_plain_password"] = password
         return options
+
+    def faust_credentials(self) -> faust.types.auth.CredentialsT | None:
+        """The same connection options for the Faust app (the worker)."""
+        context = self.ssl_context()
+        sasl = self._sasl()
+        if sasl is not None:
+            mechanism, username, password = sasl
+            return faust.SASLCredentials(
+                username=username, password=password, mechanism=mechanism, ssl_context=context
+            )
+        if context is not None:
+            return faust.SSLCredentials(context)
+        return None
 
 
 class SettingsError(SystemExit):
@@ -153,7 +176,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as error:
-        first = error.errors(include_input=False, include_url=False)[0]
-        name = "".join(str(part) for part in first["loc"][:1])
+        first = field_errors(error)[0]
+        name = first.field.split(".")[0]
         where = f"FORWARDER_{name.upper()}" if name else "settings"
-        raise SettingsError(f"forwarder: invalid setting {where}: {first['msg']}") from None
+        raise SettingsError(f"forwarder: invalid setting {where}: {first.reason}") from None

@@ -130,8 +130,9 @@ class OutputConfigError(ValueError):
 def resolve_output(config: OutputConfig) -> Output:
     partner = CATALOG.get(config.partner)
     if partner is None:
+        # The name given is not quoted: an error never repeats input.
         known = ", ".join(sorted(CATALOG))
-        raise OutputConfigError("partner", f"unknown partner {config.partner!r} (known: {known})")
+        raise OutputConfigError("partner", f"unknown partner (known: {known})")
     requested = frozenset(config.accepted_identities or ())
     if partner.configurable:
         if not requested:

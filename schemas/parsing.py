@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -32,8 +33,17 @@ class InvalidRecordError(ValueError):
         self.message = message
 
 
-def _kind(error: ErrorDetails) -> str:
-    error_type = error["type"]
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One validation error: where (a dotted field path, "" for the whole value), why, and
+    its dead-letter kind. The reason names types and allowed values, never the input."""
+
+    field: str
+    reason: str
+    kind: str
+
+
+def _kind(error_type: str) -> str:
     if error_type in _KINDS:
         return _KINDS[error_type]
     if error_type.endswith("_type") or error_type.endswith("_parsing"):
@@ -41,13 +51,39 @@ def _kind(error: ErrorDetails) -> str:
     return "invalid_value"
 
 
+def _field_error(detail: ErrorDetails, prefix: tuple[str, ...]) -> FieldError:
+    loc = [str(part) for part in detail["loc"]]
+    # A dict key that failed is input itself: the path names the dict, not the key.
+    loc = [part for at, part in enumerate(loc) if loc[at + 1 : at + 2] != ["[key]"]]
+    path = [*prefix, *loc]
+    reason = detail["msg"]
+    if detail["type"] == "union_tag_invalid":
+        # pydantic's message quotes the tag found, which is input.
+        context = detail.get("ctx", {})
+        path.append(str(context.get("discriminator", "")).strip("'"))
+        reason = f"Input should be one of the tags {context.get('expected_tags', '')}"
+    return FieldError(".".join(part for part in path if part), reason, _kind(detail["type"]))
+
+
+def field_errors(error: ValidationError, prefix: str = "") -> list[FieldError]:
+    """Every error of ``error``, with ``prefix`` before each field path."""
+    parts = tuple(prefix.split(".")) if prefix else ()
+    return [
+        _field_error(detail, parts)
+        for detail in error.errors(include_input=False, include_url=False)
+    ]
+
+
 def describe(error: ValidationError) -> InvalidRecordError:
-    details = error.errors(include_input=False, include_url=False)
-    parts = []
-    for detail in details[:5]:
-        where = ".".join(str(part) for part in detail["loc"]) or "record"
-        parts.append(f"{where}: {detail['msg']}")
-    return InvalidRecordError(_kind(details[0]), "; ".join(parts))
+    errors = field_errors(error)
+    message = "; ".join(f"{e.field or 'record'}: {e.reason}" for e in errors[:5])
+    return InvalidRecordError(errors[0].kind, message)
+
+
+def check_key(key: bytes | None, record_id: str, field: str) -> None:
+    """A record's key must be its id: its partition, or its compacted slot, follows the key."""
+    if key is None or key.decode("utf-8", "replace") != record_id:
+        raise InvalidRecordError("key_mismatch", f"the record key must equal its {field}")
 
 
 def _validated(raw: bytes | None, validate_json: Callable[[bytes], Parsed]) -> Parsed:

@@ -6,10 +6,12 @@ from these models (``python -m schemas.export``).
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -17,8 +19,10 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
-OUTPUT_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# Output and connection ids: they name topics (forward-<output_id>) and URL paths.
+ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 
 class IdentityType(StrEnum):
@@ -75,9 +79,24 @@ Mpid = Annotated[
 ]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 TimestampMs = Annotated[int, Field(ge=0, description="Milliseconds since the Unix epoch.")]
-OutputId = Annotated[str, StringConstraints(pattern=OUTPUT_ID_PATTERN)]
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 IdentityValue = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-JsonValue = Any
+
+
+def _finite(value: Any) -> Any:
+    # JSON parsing turns 1e400 into inf (and takes NaN), which would be written back as null.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
+    if isinstance(value, dict):
+        for item in value.values():
+            _finite(item)
+    elif isinstance(value, list):
+        for item in value:
+            _finite(item)
+    return value
+
+
+JsonValue = Annotated[Any, AfterValidator(_finite)]
 
 
 class _Record(BaseModel):
@@ -145,7 +164,7 @@ class MembershipEvent(_Record):
 class OutputConfig(_Record):
     """One configured partner; on forwarder-outputs (compacted), key output_id."""
 
-    output_id: OutputId
+    output_id: Id
     partner: NonEmpty
     name: str = ""
     accepted_identities: list[IdentityType] | None = None
@@ -163,9 +182,9 @@ class ConsentRule(_Record):
 class ConnectionConfig(_Record):
     """One audience connected to one output; on forwarder-connections (compacted)."""
 
-    connection_id: NonEmpty
+    connection_id: Id
     audience_id: NonEmpty
-    output_id: OutputId
+    output_id: Id
     status: Literal["active", "inactive"]
     forwarded_attributes: list[NonEmpty] = Field(default_factory=list)
     on_disconnect: Literal["keep", "remove"] = Field(
@@ -198,7 +217,7 @@ class OutboundRecord(_Record):
     """One identity record for one partner; on forward-<output_id>, key mpid."""
 
     record_id: str
-    output_id: OutputId
+    output_id: Id
     partner: str
     connection_id: str
     audience_id: str

@@ -23,12 +23,12 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.config import ConfigView
 from core.dead_letters import dead_letter
+from core.prometheus import exposition
 from core.routing import Routing
 from core.settings import Settings
 from partners.adapters import ADAPTERS, adapter_settings
@@ -345,7 +345,8 @@ class SinkRunner:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    body, content_type = exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 def run_sinks(output_ids: list[str], settings: Settings) -> int:

@@ -10,11 +10,11 @@ from typing import Any
 import faust
 from faust.types import StreamT
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.config import ConfigView, apply_config
 from core.dead_letters import ENVELOPE_BYTES, redact
 from core.kafka_admin import TopicSpec, ensure_topics, max_message_bytes, wait_for_topics
+from core.prometheus import exposition
 from core.routing import Routing
 from core.settings import Settings
 from partners.catalog import Output
@@ -41,7 +41,7 @@ class Forwarder:
         self.app = faust.App(
             settings.group_id,
             broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
-            broker_credentials=_credentials(settings),
+            broker_credentials=settings.faust_credentials(),
             store="rocksdb://" if settings.store == "rocksdb" else "memory://",
             datadir=str(settings.data_dir),
             topic_partitions=settings.input_partitions,
@@ -364,19 +364,5 @@ class Forwarder:
 
         @app.page("/metrics")
         async def metrics(view: View, request: Request) -> Response:
-            return view.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
-    context = settings.ssl_context()
-    if settings.sasl_mechanism:
-        password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
-        return faust.SASLCredentials(
-            username=settings.sasl_username,
-            password=password,
-            mechanism=settings.sasl_mechanism,
-            ssl_context=context,
-        )
-    if context is not None:
-        return faust.SSLCredentials(context)
-    return None
+            body, content_type = exposition()
+            return view.bytes(body, headers={"Content-Type": content_type})

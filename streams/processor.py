@@ -28,7 +28,7 @@ from pydantic import TypeAdapter
 
 from core.dead_letters import dead_letter
 from core.routing import Routing
-from schemas.parsing import InvalidRecordError, parse, parse_union
+from schemas.parsing import InvalidRecordError, check_key, parse, parse_union
 from schemas.records import MembershipEvent, ProfileRecord, ProfileUpdate, SourceRef, SyncRequest
 from schemas.state import ProfileState
 from streams import metrics
@@ -125,8 +125,7 @@ def parse_input(topic_is_profiles: bool, key: bytes | None, value: bytes | None)
     event: InputEvent = (
         parse_union(PROFILE_RECORD, value) if topic_is_profiles else parse(MembershipEvent, value)
     )
-    if key is None or key.decode("utf-8", "replace") != event.mpid:
-        raise InvalidRecordError("key_mismatch", "the record key must be the record's mpid")
+    check_key(key, event.mpid, "mpid")
     return event
 
 

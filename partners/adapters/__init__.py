@@ -14,6 +14,7 @@ from partners.adapters.email_crm import EmailCrmAdapter, EmailCrmSettings
 from partners.adapters.jsonl import JsonlAdapter, JsonlSettings
 from partners.adapters.webhook import WebhookAdapter, WebhookSettings
 from partners.catalog import Output
+from schemas.parsing import field_errors
 
 SettingsT = TypeVar("SettingsT", bound=AdapterSettings)
 
@@ -40,9 +41,5 @@ def adapter_settings(kind: AdapterKind[SettingsT], output: Output) -> SettingsT:
     try:
         return kind.settings_model.model_validate(output.settings)
     except ValidationError as error:
-        details = error.errors(include_input=False, include_url=False)
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in detail['loc']) or 'settings'}: {detail['msg']}"
-            for detail in details
-        )
+        problems = "; ".join(f"{e.field}: {e.reason}" for e in field_errors(error, "settings"))
         raise OutputSettingsError(f"output {output.output_id}: {problems}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -325,3 +326,53 @@ def test_writes_need_the_bearer_token(api: ControlApi) -> None:
     refused = cli(api, "outputs", "create", "--id", body["output_id"], "--partner", "custom",
                   "--identity", "email", token="wrong-token")  # fmt: skip
     assert refused.returncode == 1 and "HTTP 401" in refused.stderr
+
+
+def raw_status(api: ControlApi, request: bytes) -> int:
+    """Send bytes as they are (urllib would refuse a header that is not text)."""
+    with socket.create_connection(("127.0.0.1", api.port), timeout=15) as conn:
+        conn.sendall(request)
+        status_line = conn.makefile("rb").readline()
+    return int(status_line.split()[1])
+
+
+def test_api_edge_cases(api: ControlApi) -> None:
+    # A token that is not UTF-8 is a wrong token, whatever bytes follow.
+    for token in (b"\xff\xfe", TOKEN.encode() + b"\xff", b"\xc3\x28"):
+        request = (
+            b"DELETE /outputs/anything HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer "
+            + token
+            + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        assert raw_status(api, request) == 401
+
+    # Numbers in the contract are finite: 1e400 would be stored as null.
+    output_id = unique_id("finite")
+    body = {"output_id": output_id, "partner": "webhook", "accepted_identities": ["email"],
+            "settings": {"url": "https://hooks.example.com/x", "token_env": "T"}}  # fmt: skip
+    raw = json.dumps(body).replace('"token_env"', '"rate_per_second": 1e400, "token_env"')
+    request = urllib.request.Request(
+        api.url + "/outputs", method="POST", data=raw.encode(),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=15)
+    assert refused.value.code == 422
+    assert json.loads(refused.value.read())["detail"] == [
+        {"field": "settings.rate_per_second", "reason": "Input should be a finite number"}
+    ]
+    assert call(api, "POST", "/outputs", body)[0] == 201
+
+    # One id pattern for outputs and connections.
+    for bad_id in ('c"1', "c 1", "c/1"):
+        connection = {"connection_id": bad_id, "audience_id": "aud", "output_id": output_id,
+                      "status": "inactive"}  # fmt: skip
+        status, answer = call(api, "POST", "/connections", connection)
+        assert (status, [p["field"] for p in answer["detail"]]) == (422, ["connection_id"])
+        assert bad_id not in json.dumps(answer)
+
+    # The CLI deletes an output.
+    deleted = cli(api, "outputs", "delete", output_id)
+    assert (deleted.returncode, deleted.stdout.strip()) == (0, f"deleted output {output_id}")
+    assert call(api, "GET", f"/outputs/{output_id}")[0] == 404

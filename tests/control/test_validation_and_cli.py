@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from control.api import ROUTES
-from control.bodies import ConnectionUpdate
+from control.bodies import ConnectionUpdate, OutputUpdate
 from control.commands import problems, setting, table
 from control.openapi import openapi_document
 from control.stats import connection_stats
@@ -67,7 +67,20 @@ def test_partners_without_a_sink_take_no_settings() -> None:
 def test_identities_must_be_a_subset_of_the_partners() -> None:
     refused = problems_of(output(partner="push", accepted_identities=["email"]))
     assert refused == {"accepted_identities": "partner 'push' does not accept email"}
-    assert "partner" in problems_of(output(partner="nope"))
+    unknown = problems_of(output(partner="s3cr3t-name"))
+    assert list(unknown) == ["partner"] and "s3cr3t-name" not in unknown["partner"]
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"NaN"])
+def test_numbers_must_be_finite_in_bodies(number: bytes) -> None:
+    settings = b'{"url": "https://h.example/x", "token_env": "T", "rate_per_second": ' + number
+    body = b'{"output_id": "o", "partner": "webhook", "settings": ' + settings + b"}}"
+    for model, raw in ((OutputConfig, body), (OutputUpdate, b'{"settings": ' + settings + b"}}")):
+        with pytest.raises(InvalidBodyError) as refused:
+            parse_body(model, raw)
+        assert [(p.field, p.reason) for p in refused.value.problems] == [
+            ("settings.rate_per_second", "Input should be a finite number")
+        ]
 
 
 def test_a_view_withholds_settings_that_fail_the_check() -> None:
@@ -179,6 +192,15 @@ def test_cli_helpers() -> None:
         ["outputs", "create", "--id", "o", "--partner", "webhook", "--setting", "token_env=T"]
     )
     assert args.settings == [("token_env", "T")]
+
+
+def test_cli_output_delete_calls_the_api(capsys: pytest.CaptureFixture[str]) -> None:
+    # Port 9 (discard) is closed on 127.0.0.1: the command gets as far as the HTTP call.
+    args = build_parser().parse_args(
+        ["outputs", "delete", "o-1", "--api-url", "http://127.0.0.1:9"]
+    )
+    assert args.run(args) == 1
+    assert "cannot reach the API at http://127.0.0.1:9" in capsys.readouterr().err
 
 
 def test_the_api_refuses_to_start_with_writes_and_no_token() -> None:

@@ -1,4 +1,4 @@
-"""A dead letter always fits in a Kafka message, whatever it quotes."""
+"""Dead letters never carry an output's settings, and always fit in a Kafka message."""
 
 from __future__ import annotations
 
@@ -6,9 +6,50 @@ import base64
 import hashlib
 
 import orjson
+import pytest
 
-from core.dead_letters import dead_letter
+from core.dead_letters import dead_letter, redact
 from schemas.records import DeadLetter, SourceRef
+
+SECRET = "hunter2-" + "x" * 8
+
+
+def test_settings_of_an_output_record_are_replaced_and_the_rest_kept() -> None:
+    raw = orjson.dumps({"output_id": "o", "settings": {"password": SECRET}, "name": "N"})
+    redacted = redact(raw)
+    assert redacted is not None
+    assert orjson.loads(redacted) == {"output_id": "o", "settings": "<redacted>", "name": "N"}
+    plain = b'{"output_id": "o", "partner": "custom"}'
+    assert redact(plain) == plain
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"output_id": "o", "settings": {"password": "' + SECRET.encode() + b'"}',  # cut short
+        b'["settings", {"password": "' + SECRET.encode() + b'"}]',
+        b'"' + SECRET.encode() + b'"',
+        b'{"settings": {"password": "' + SECRET.encode() + b'\xff"}}',
+    ],
+    ids=["invalid-json", "array", "string", "not-utf8"],
+)
+def test_a_value_that_is_not_a_json_object_is_redacted_whole(raw: bytes) -> None:
+    redacted = redact(raw)
+    assert redacted == (
+        f"<redacted: {len(raw)} bytes, sha256 {hashlib.sha256(raw).hexdigest()}>".encode()
+    )
+    letter = dead_letter(
+        SourceRef(topic="forwarder-outputs", partition=0, offset=3),
+        b"o",
+        redacted,
+        "invalid_json",
+        "record: Invalid JSON",
+        1,
+        max_bytes=65_536,
+    )
+    assert SECRET.encode() not in letter
+    assert orjson.loads(letter)["value_encoding"] == "text"
+
 
 SOURCE = SourceRef(topic="profile-updates", partition=3, offset=7)
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import faust
 import pytest
 
+from core.prometheus import exposition
 from core.settings import SettingsError, load_settings
 
 
@@ -18,7 +20,10 @@ def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.kafka_client_options()["bootstrap_servers"] == "broker-1:9092,broker-2:9092"
 
 
-def test_sasl_options_pass_through_to_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sasl_options_pass_through_to_the_clients_and_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().faust_credentials() is None
     monkeypatch.setenv("FORWARDER_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.setenv("FORWARDER_SASL_MECHANISM", "SCRAM-SHA-512")
     monkeypatch.setenv("FORWARDER_SASL_USERNAME", "svc")
@@ -30,6 +35,11 @@ def test_sasl_options_pass_through_to_the_client(monkeypatch: pytest.MonkeyPatch
     assert options["sasl_plain_password"] == "hunter2"
     assert options["ssl_context"] is not None
     assert "hunter2" not in repr(settings)
+    # The Faust app (the worker) connects with the same credentials.
+    credentials = settings.faust_credentials()
+    assert isinstance(credentials, faust.SASLCredentials)
+    assert (credentials.username, credentials.password) == ("svc", "hunter2")
+    assert credentials.mechanism.value == "SCRAM-SHA-512" and credentials.ssl_context is not None
 
 
 @pytest.mark.parametrize(
@@ -66,3 +76,9 @@ def test_the_worker_command_reports_a_bad_setting_and_exits_non_zero() -> None:
         "forwarder: invalid setting FORWARDER_WEB_PORT: Input should be a valid integer, "
         "unable to parse string as an integer"
     ]
+
+
+def test_the_metrics_page_is_the_prometheus_text_format() -> None:
+    body, content_type = exposition()
+    assert content_type.startswith("text/plain; version=") and "charset=utf-8" in content_type
+    assert b"# TYPE python_info gauge" in body
