@@ -6,7 +6,6 @@ import ssl
 from pathlib import Path
 from typing import Any, Literal
 
-import faust
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -130,7 +129,7 @@ class Settings(BaseSettings):
             )
         return context
 
-    def _sasl(self) -> tuple[str, str | None, str] | None:
+    def sasl(self) -> tuple[str, str | None, str] | None:
         """The SASL mechanism, user name and password, if SASL is configured."""
         if not self.sasl_mechanism:
             return None
@@ -146,26 +145,13 @@ class Settings(BaseSettings):
         context = self.ssl_context()
         if context is not None:
             options["ssl_context"] = context
-        sasl = self._sasl()
+        sasl = self.sasl()
         if sasl is not None:
             mechanism, username, password = sasl
             options["sasl_mechanism"] = mechanism
             options["sasl_plain_username"] = username
             options["sasl_plain_password"] = password
         return options
-
-    def faust_credentials(self) -> faust.types.auth.CredentialsT | None:
-        """The same connection options for the Faust app (the worker)."""
-        context = self.ssl_context()
-        sasl = self._sasl()
-        if sasl is not None:
-            mechanism, username, password = sasl
-            return faust.SASLCredentials(
-                username=username, password=password, mechanism=mechanism, ssl_context=context
-            )
-        if context is not None:
-            return faust.SSLCredentials(context)
-        return None
 
 
 class SettingsError(SystemExit):

@@ -22,7 +22,7 @@ from schemas import topics
 from schemas.parsing import InvalidRecordError
 from schemas.records import SyncRequest
 from streams import metrics
-from streams.faust_glue import BoundedWorker, HeldBatch, TableStore, held_batches
+from streams.faust_glue import BoundedWorker, HeldBatch, TableStore, credentials, held_batches
 from streams.health import WorkerHealth
 from streams.processor import InputProcessor, Limits, ProcessorTopics, send_dead_letter
 
@@ -41,7 +41,7 @@ class Forwarder:
         self.app = faust.App(
             settings.group_id,
             broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
-            broker_credentials=settings.faust_credentials(),
+            broker_credentials=credentials(settings),
             store="rocksdb://" if settings.store == "rocksdb" else "memory://",
             datadir=str(settings.data_dir),
             topic_partitions=settings.input_partitions,

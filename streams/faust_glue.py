@@ -32,9 +32,24 @@ import faust
 from faust import Stream
 from faust.types import TP, EventT, StreamT
 
+from core.settings import Settings
 from streams.processor import InputRecord
 
 log = logging.getLogger(__name__)
+
+
+def credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """The connection options of ``Settings.kafka_client_options``, as Faust takes them."""
+    context = settings.ssl_context()
+    sasl = settings.sasl()
+    if sasl is not None:
+        mechanism, username, password = sasl
+        return faust.SASLCredentials(
+            username=username, password=password, mechanism=mechanism, ssl_context=context
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def record_of(event: EventT[Any]) -> InputRecord:

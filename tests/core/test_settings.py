@@ -8,6 +8,7 @@ import pytest
 
 from core.prometheus import exposition
 from core.settings import SettingsError, load_settings
+from streams.faust_glue import credentials
 
 
 def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,7 +24,7 @@ def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_sasl_options_pass_through_to_the_clients_and_the_worker(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert load_settings().faust_credentials() is None
+    assert credentials(load_settings()) is None
     monkeypatch.setenv("FORWARDER_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.setenv("FORWARDER_SASL_MECHANISM", "SCRAM-SHA-512")
     monkeypatch.setenv("FORWARDER_SASL_USERNAME", "svc")
@@ -36,10 +37,11 @@ def test_sasl_options_pass_through_to_the_clients_and_the_worker(
     assert options["ssl_context"] is not None
     assert "hunter2" not in repr(settings)
     # The Faust app (the worker) connects with the same credentials.
-    credentials = settings.faust_credentials()
-    assert isinstance(credentials, faust.SASLCredentials)
-    assert (credentials.username, credentials.password) == ("svc", "hunter2")
-    assert credentials.mechanism.value == "SCRAM-SHA-512" and credentials.ssl_context is not None
+    faust_credentials = credentials(settings)
+    assert isinstance(faust_credentials, faust.SASLCredentials)
+    assert (faust_credentials.username, faust_credentials.password) == ("svc", "hunter2")
+    assert faust_credentials.mechanism.value == "SCRAM-SHA-512"
+    assert faust_credentials.ssl_context is not None
 
 
 @pytest.mark.parametrize(
