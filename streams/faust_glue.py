@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -133,17 +133,15 @@ class TableStore:
         found: bytes | None = store.data.get(key)
         return found
 
-    def items(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
+    def keys(self, partition: int) -> list[bytes]:
         store = self._table.data
         if self._rocksdb:
             offset_key = store.offset_key
-            return [
-                (key, value)
-                for key, value in store._db_for_partition(partition).items()
-                if key != offset_key and value is not None
-            ]
+            # A raw-mode Rdict cannot be iterated directly, only through keys().
+            db = store._db_for_partition(partition)
+            return [key for key in db.keys() if key != offset_key]  # noqa: SIM118
         prefix = f"{partition}:".encode()
-        return [(key, value) for key, value in store.data.items() if key.startswith(prefix)]
+        return [key for key in store.data if key.startswith(prefix)]
 
     def owns(self, partition: int) -> bool:
         return TP(self._owner_topic, partition) in self._app.consumer.assignment()

@@ -38,3 +38,15 @@ TABLE_SIZE = Gauge(
     "forwarder_table_profiles",
     "Profiles held in this worker's table (memory store; not counted with RocksDB).",
 )
+SYNC_PROFILES = Gauge(
+    "forwarder_sync_profiles",
+    "Profiles an initial sync (or a config change's sync) of a connection has to check, "
+    "summed over this worker's partitions and syncs.",
+    ["connection_id"],
+)
+SYNC_PROFILES_DONE = Gauge(
+    "forwarder_sync_profiles_done",
+    "Profiles checked so far by the syncs of a connection; equal to forwarder_sync_profiles "
+    "when they are done.",
+    ["connection_id"],
+)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,7 +29,14 @@ from pydantic import TypeAdapter
 from core.dead_letters import dead_letter
 from core.routing import Routing
 from schemas.parsing import InvalidRecordError, check_key, parse, parse_union
-from schemas.records import MembershipEvent, ProfileRecord, ProfileUpdate, SourceRef, SyncRequest
+from schemas.records import (
+    ConnectionConfig,
+    MembershipEvent,
+    ProfileRecord,
+    ProfileUpdate,
+    SourceRef,
+    SyncRequest,
+)
 from schemas.state import ProfileState
 from streams import metrics
 from streams.forwarding import Decision, InputEvent, decide, new_profile, reconcile
@@ -68,8 +75,8 @@ class StateStore(Protocol):
 
     def get(self, partition: int, key: bytes) -> bytes | None: ...
 
-    def items(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
-        """Every (key, state) of one partition."""
+    def keys(self, partition: int) -> list[bytes]:
+        """Every profile key of one partition, as of now."""
 
     def owns(self, partition: int) -> bool:
         """Whether this worker still owns the partition: state is written only then."""
@@ -176,14 +183,32 @@ class InputProcessor:
         """Handle one batch; returns once every effect is durable. Raises (and the batch must
         then not be committed) when Kafka does not acknowledge in time."""
         unit = _Unit()
-        for record in records:
+        served: set[int] = set()
+        for position, record in enumerate(records):
+            if position in served:
+                continue
             if record.topic == self.topics.sync:
                 await self._flush(unit)
                 unit = _Unit()
-                await self._sync(record)
+                run = self._sync_run(records, position)
+                served.update(run)
+                await self._sync(record.partition, [records[index] for index in run])
             else:
                 await self._handle(unit, record)
         await self._flush(unit)
+
+    def _sync_run(self, records: Sequence[InputRecord], first: int) -> list[int]:
+        """The sync requests of one partition that one scan can serve: the first and those
+        after it up to the partition's next input record (other partitions are independent)."""
+        partition, run = records[first].partition, [first]
+        for index in range(first + 1, len(records)):
+            record = records[index]
+            if record.partition != partition:
+                continue
+            if record.topic != self.topics.sync:
+                break
+            run.append(index)
+        return run
 
     async def _handle(self, unit: _Unit, record: InputRecord) -> None:
         try:
@@ -226,34 +251,40 @@ class InputProcessor:
             )
         return state, records
 
-    async def _sync(self, record: InputRecord) -> None:
-        """Reconcile this partition's profiles concerned by one config change."""
-        try:
-            request = parse(SyncRequest, record.value)
-        except InvalidRecordError as error:
-            await self.wait_acknowledged(await self._dead_letter(record, error))
+    async def _sync(self, partition: int, requests: Sequence[InputRecord]) -> None:
+        """Reconcile this partition's profiles concerned by some config changes, in one scan."""
+        connections: dict[str, ConnectionConfig] = {}
+        for record in requests:
+            try:
+                request = parse(SyncRequest, record.value)
+            except InvalidRecordError as error:
+                await self.wait_acknowledged(await self._dead_letter(record, error))
+                continue
+            await self.config_applied(request.config)
+            if request.kind == "output":
+                found = self.routing.connections_of_output(request.id)
+            else:
+                connection = self.routing.find_connection(request.id)
+                found = [connection] if connection else []
+            connections.update((c.connection_id, c) for c in found)
+        if not connections:
             return
-        await self.config_applied(request.config)
-        if request.kind == "output":
-            connections = self.routing.connections_of_output(request.id)
-        else:
-            found = self.routing.find_connection(request.id)
-            connections = [found] if found else []
         # Cheap byte test before decoding: only profiles naming the audience or the connection.
-        needles = [orjson.dumps(c.audience_id) for c in connections] + [
-            orjson.dumps(c.connection_id) for c in connections
-        ]
-        if not needles:
-            return
-        concerned = [
-            (key, stored)
-            for key, stored in self.store.items(record.partition)
-            if any(needle in stored for needle in needles)
-        ]
-        source, timestamp = record.source, now_ms()
-        for start in range(0, len(concerned), SYNC_CHUNK):
+        needles = {orjson.dumps(c.audience_id) for c in connections.values()} | {
+            orjson.dumps(c.connection_id) for c in connections.values()
+        }
+        started = time.monotonic()
+        keys = self.store.keys(partition)
+        for connection_id in connections:
+            metrics.SYNC_PROFILES.labels(connection_id).inc(len(keys))
+        source, timestamp, sent = requests[-1].source, now_ms(), 0
+        for start in range(0, len(keys), SYNC_CHUNK):
+            chunk = keys[start : start + SYNC_CHUNK]
             unit = _Unit()
-            for key, stored in concerned[start : start + SYNC_CHUNK]:
+            for key in chunk:
+                stored = self.store.get(partition, key)
+                if stored is None or not any(needle in stored for needle in needles):
+                    continue
                 state = ProfileState.model_validate_json(stored)
                 decision = reconcile(state, self.routing, source, timestamp)
                 if decision.state is state:
@@ -265,8 +296,19 @@ class InputProcessor:
                     log.warning("sync skipped a profile whose records exceed the size limit")
                     continue
                 await self._send(unit, decision, encoded)
-                unit.touched.setdefault(record.partition, {})[key] = (decision.state, encoded[0])
+                sent += len(decision.records)
+                unit.touched.setdefault(partition, {})[key] = (decision.state, encoded[0])
             await self._flush(unit)
+            for connection_id in connections:
+                metrics.SYNC_PROFILES_DONE.labels(connection_id).inc(len(chunk))
+        log.info(
+            "sync of %s on partition %d: %d profiles checked, %d records sent in %.1f s",
+            ", ".join(sorted(connections)),
+            partition,
+            len(keys),
+            sent,
+            time.monotonic() - started,
+        )
 
     async def wait_acknowledged(self, pending: Awaitable[Any] | list[Awaitable[Any]]) -> None:
         """Wait for Kafka's acknowledgements, at most FORWARDER_ACK_TIMEOUT_S."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 import orjson
@@ -57,8 +57,8 @@ class Store:
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self.data.get(partition, {}).get(key)
 
-    def items(self, partition: int) -> Iterable[tuple[bytes, bytes]]:
-        return list(self.data.get(partition, {}).items())
+    def keys(self, partition: int) -> list[bytes]:
+        return list(self.data.get(partition, {}))
 
     def owns(self, partition: int) -> bool:
         return partition in self.owned
@@ -244,3 +244,24 @@ async def test_a_sync_reconciles_every_member_in_chunks(monkeypatch: pytest.Monk
     assert sorted(r["mpid"] for r in producer.on("forward-push")) == sorted(members)
     assert store.writes - writes_before == 4  # 10 members in chunks of 3
     assert all("c-push" in (store.state(0, m) or {})["sent"] for m in members)
+
+
+async def test_one_scan_serves_the_sync_requests_of_a_partition_in_a_batch() -> None:
+    routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
+    processor, producer, store = make(routing)
+    await processor.process([r for m in ("m1", "m2") for r in (profile(m, ios_idfa=m), member(m))])
+    for name in ("push", "tv"):
+        routing.put_output(resolve_output(output(name, ["ios_idfa"])))
+        routing.put_connection(connection(f"c-{name}", name))
+    scans: list[int] = []
+    keys = store.keys
+    store.keys = lambda partition: scans.append(partition) or keys(partition)  # type: ignore[method-assign]
+    config = {"topic": "forwarder-connections", "partition": 0, "offset": 0}
+    requests = [
+        record(SYNC, f"c-{name}", {"kind": "connection", "id": f"c-{name}", "config": config})
+        for name in ("push", "tv")
+    ]
+    await processor.process([requests[0], profile("m9", partition=1), requests[1]])
+    assert scans == [0]
+    assert sorted(r["mpid"] for r in producer.on("forward-push")) == ["m1", "m2"]
+    assert sorted(r["mpid"] for r in producer.on("forward-tv")) == ["m1", "m2"]
