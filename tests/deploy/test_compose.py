@@ -46,3 +46,14 @@ def test_bootstrap_settings_name_the_kafka_services_advertised_listener() -> Non
         if bootstrap is not None:
             assert set(bootstrap.split(",")) <= listeners, name
             assert "kafka" in service.get("depends_on", {}), name
+
+
+def test_the_worker_keeps_its_rocksdb_tables_on_a_persistent_volume() -> None:
+    document = compose()
+    worker = document["services"]["worker"]
+    data_dir = worker["environment"]["FORWARDER_DATA_DIR"]
+    assert worker["environment"]["FORWARDER_STORE"] == "rocksdb"
+    volume, _, mounted = next(v for v in worker["volumes"] if v.endswith(data_dir)).partition(":")
+    assert mounted == data_dir and volume in document["volumes"]
+    # The API shares the connection settings but keeps no table.
+    assert "FORWARDER_STORE" not in document["services"]["api"]["environment"]
