@@ -19,6 +19,7 @@ from tests.faults.ledger import (
     CONNECTIONS,
     OUTPUTS,
     Ledger,
+    Outcome,
     connection_config,
     output_config,
 )
@@ -123,6 +124,13 @@ class Fleet:
             worker.launch()
         for worker in others:
             worker.wait_ready(120, outputs=len(OUTPUTS), connections=len(CONNECTIONS))
+
+    def restart(self, worker: Worker, seen: Outcome) -> None:
+        """Start ``worker`` (again, on its data dir); a failure to get ready is a finding."""
+        try:
+            worker.start(timeout=120)
+        except AssertionError as error:
+            seen.problem("worker did not get ready", f":{worker.web_port} {str(error)[-300:]}")
 
     def running(self) -> list[Worker]:
         return [worker for worker in self.workers if worker.alive()]

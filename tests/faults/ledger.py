@@ -261,12 +261,14 @@ def check(
     rounds: int,
     capsys: pytest.CaptureFixture[str],
     timeout: float = 90.0,
+    seen: Outcome | None = None,
 ) -> None:
-    """The shared verdict: prints one summary line, then fails with every problem found."""
+    """The shared verdict: prints one summary line, then fails with every problem found
+    (``seen``: the ones the scenario met while injecting its faults)."""
     first = workers[0]
     prefix, bootstrap = first.prefix, first.bootstrap
     topics = [first.topic(name) for name in (*INPUT_TOPICS, *CONFIG_TOPICS)]
-    outcome = Outcome()
+    outcome = seen or Outcome()
     behind = asyncio.run(wait_committed(first.app_id, topics, bootstrap, timeout))
     for worker in workers:
         if not worker.alive():

@@ -90,8 +90,8 @@ def test_oversized_and_hostile_records_are_dead_lettered_and_nothing_stops(
     try:
         fleet.start(2)
         first, ledger = fleet.workers[0], fleet.ledger
-        good = list(make_profiles(rng, 1200, "good").items())
-        chunks = [dict(good[i : i + 100]) for i in range(0, len(good), 100)]
+        good = list(make_profiles(rng, 1500, "good").items())
+        chunks = [dict(good[i : i + 50]) for i in range(0, len(good), 50)]
 
         def produce_good() -> None:
             chunk = chunks.pop()

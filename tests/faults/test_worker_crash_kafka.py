@@ -10,7 +10,7 @@ from random import Random
 import pytest
 
 from tests.faults.harness import SEED, Fleet, Load, make_profiles
-from tests.faults.ledger import check
+from tests.faults.ledger import Outcome, check
 
 ROUNDS = 3
 # A killed member leaves the group when its session expires: 10 s instead of Faust's 60 s
@@ -29,15 +29,26 @@ def test_workers_killed_mid_batch_and_restarted_lose_nothing(
         fleet.start(2)
         load = Load(fleet, make_profiles(rng, 3000, "kill"), seconds=35)
         load.start()
-        kills = 0
+        kills, seen = 0, Outcome()
         for _ in range(ROUNDS):
             time.sleep(rng.uniform(2.0, 5.0))  # while batches are in flight
-            victim = rng.choice(fleet.workers)
+            running = fleet.running()  # a crashed worker stays down, for the check to see
+            if not running:
+                break
+            victim = rng.choice(running)
             victim.kill()
             kills += 1
             time.sleep(rng.uniform(0.5, 2.0))
-            victim.start(timeout=120)
+            fleet.restart(victim, seen)
         load.finish()
-        check("sigkill", fleet.ledger, fleet.workers, faults=kills, rounds=ROUNDS, capsys=capsys)
+        check(
+            "sigkill",
+            fleet.ledger,
+            fleet.workers,
+            faults=kills,
+            rounds=ROUNDS,
+            capsys=capsys,
+            seen=seen,
+        )
     finally:
         fleet.stop()
