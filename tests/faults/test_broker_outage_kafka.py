@@ -35,7 +35,7 @@ def test_a_broker_outage_mid_stream_loses_nothing(
     fleet = Fleet(tmp_path, bootstrap=broker.bootstrap)
     try:
         fleet.start(2)
-        load = Load(fleet, make_profiles(rng, 3000, "out"), seconds=30)
+        load = Load(fleet, make_profiles(rng, 2000, "out"), seconds=25)
         load.start()
         time.sleep(rng.uniform(6.0, 9.0))
         broker.down()  # a controlled shutdown; its data stays
