@@ -4,7 +4,6 @@ the good ones are forwarded, and no partition stops."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from random import Random
 from typing import Any
 
@@ -83,57 +82,47 @@ def hostile(rng: Random, topic: str) -> list[tuple[str, bytes | None, Any, froze
 
 
 def test_oversized_and_hostile_records_are_dead_lettered_and_nothing_stops(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rng = Random(SEED + 4)
-    fleet = Fleet(tmp_path)
-    try:
-        fleet.start(2)
-        first, ledger = fleet.workers[0], fleet.ledger
-        good = list(make_profiles(rng, 1500, "good").items())
-        chunks = [dict(good[i : i + 50]) for i in range(0, len(good), 50)]
+    fleet.start(2)
+    first, ledger = fleet.workers[0], fleet.ledger
+    good = list(make_profiles(rng, 1500, "good").items())
+    chunks = [dict(good[i : i + 50]) for i in range(0, len(good), 50)]
 
-        def produce_good() -> None:
-            chunk = chunks.pop()
-            ledger.profiles.update(chunk)
-            updates = [(mpid, profile_update(mpid, ids)) for mpid, ids in chunk.items()]
-            produce(first.topic("profile-updates"), updates)
-            produce(first.topic("audience-memberships"), [(m, membership(m)) for m in chunk])
-            ledger.records += 2 * len(chunk)
+    def produce_good() -> None:
+        chunk = chunks.pop()
+        ledger.profiles.update(chunk)
+        updates = [(mpid, profile_update(mpid, ids)) for mpid, ids in chunk.items()]
+        produce(first.topic("profile-updates"), updates)
+        produce(first.topic("audience-memberships"), [(m, membership(m)) for m in chunk])
+        ledger.records += 2 * len(chunk)
 
-        def produce_bad(
-            topic: str, label: str, key: bytes | None, value: Any, kinds: frozenset[str] | None
-        ) -> None:
-            raw = encode(value)
-            [(partition, offset)] = produce(first.topic(topic), [(key, raw)])
-            ledger.records += 1
-            ledger.refused.append(
-                Refused(topic, partition, offset, raw, kinds, f"{label} on {topic}")
-            )
+    def produce_bad(
+        topic: str, label: str, key: bytes | None, value: Any, kinds: frozenset[str] | None
+    ) -> None:
+        raw = encode(value)
+        [(partition, offset)] = produce(first.topic(topic), [(key, raw)])
+        ledger.records += 1
+        ledger.refused.append(Refused(topic, partition, offset, raw, kinds, f"{label} on {topic}"))
 
-        for topic in (*INPUT_TOPICS, *CONFIG_TOPICS):
-            for label, key, value, kinds in hostile(rng, topic):
-                produce_good()
-                produce_bad(topic, label, key, value, kinds)
-
-        # Valid profiles, members of the audience, too large to keep: dead-lettered as
-        # too_large (so nothing is owed to the partners), never a stopped partition.
-        oversized = {
-            "big-attr": profile_update(
-                "big-attr", {"email": "a@x.io"}, attributes={"bio": "b" * MB}
-            ),
-            "many-ids": profile_update(
-                "many-ids", {"email": [f"e{n}@x.io" for n in range(10_000)]}
-            ),
-        }
-        for mpid, value in oversized.items():
-            produce(first.topic("audience-memberships"), [(mpid, membership(mpid))])
-            ledger.records += 1
-            label = "a 1 MB attribute" if mpid == "big-attr" else "10,000 identity values"
-            produce_bad("profile-updates", label, mpid.encode(), value, TOO_LARGE)
-        while chunks:
+    for topic in (*INPUT_TOPICS, *CONFIG_TOPICS):
+        for label, key, value, kinds in hostile(rng, topic):
             produce_good()
-        faults = len(ledger.refused)
-        check("hostile-records", ledger, fleet.workers, faults=faults, rounds=1, capsys=capsys)
-    finally:
-        fleet.stop()
+            produce_bad(topic, label, key, value, kinds)
+
+    # Valid profiles, members of the audience, too large to keep: dead-lettered as
+    # too_large (so nothing is owed to the partners), never a stopped partition.
+    oversized = {
+        "big-attr": profile_update("big-attr", {"email": "a@x.io"}, attributes={"bio": "b" * MB}),
+        "many-ids": profile_update("many-ids", {"email": [f"e{n}@x.io" for n in range(10_000)]}),
+    }
+    for mpid, value in oversized.items():
+        produce(first.topic("audience-memberships"), [(mpid, membership(mpid))])
+        ledger.records += 1
+        label = "a 1 MB attribute" if mpid == "big-attr" else "10,000 identity values"
+        produce_bad("profile-updates", label, mpid.encode(), value, TOO_LARGE)
+    while chunks:
+        produce_good()
+    faults = len(ledger.refused)
+    check("hostile-records", ledger, fleet.workers, faults=faults, rounds=1, capsys=capsys)
