@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import aiohttp
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -30,13 +31,16 @@ def settings_for(prefix: str) -> Settings:
 
 
 async def configure(
-    prefix: str, outputs: list[dict[str, Any]], records: Mapping[str, list[dict[str, Any]]]
+    prefix: str,
+    outputs: list[dict[str, Any]],
+    records: Mapping[str, list[dict[str, Any]]],
+    partitions: int = 2,
 ) -> None:
     """Create the topics, publish the outputs and each output's records (keyed by mpid)."""
     await create_topics_async(
         [f"{prefix}forwarder-outputs", f"{prefix}forwarder-dead-letters"]
         + [f"{prefix}forward-{output['output_id']}" for output in outputs],
-        partitions=2,
+        partitions=partitions,
     )
     await produce_async(
         f"{prefix}forwarder-outputs", [(output["output_id"], output) for output in outputs]
@@ -98,6 +102,14 @@ async def wait_processed(prefix: str, output_id: str, within_s: float = 40) -> N
     finally:
         await probe.stop()
         await admin.close()
+
+
+async def scrape(port: int, path: str) -> str:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{path}") as response,
+    ):
+        return await response.text()
 
 
 async def dead_letters(prefix: str, expected: int) -> list[dict[str, Any]]:

@@ -1,0 +1,64 @@
+"""Two sink runners of one output, the second joining while the first delivers under load."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from devtools.local import produce_async
+from tests.support.fake_partners import FakePartner
+from tests.support.sink_records import outbound_value
+from tests.support.sinks import FAST, configure, running_sinks, scrape, wait_processed
+
+SECRET = "tok-rebalance-5e6f7a8b"
+
+
+async def test_a_second_runner_joining_under_load_loses_nothing_and_crashes_nothing(
+    prefix: str,
+) -> None:
+    # Slow answers and a long linger: when the group rebalances, the first runner has a batch
+    # in flight or one being collected, as it has in production.
+    partner = FakePartner("webhook", SECRET, delay_s=0.2)
+    await partner.start()
+    settings = {
+        **FAST,
+        "url": partner.base_url + "/hook",
+        "token_env": "PARTNER_TOKEN",
+        "batch_max_records": 50,
+        "batch_linger_ms": 1000,
+    }
+    out = {"output_id": "hook", "partner": "webhook", "accepted_identities": ["email"]}
+    values = [outbound_value(f"m{i % 97}", seq=i, output_id="hook") for i in range(600)]
+    await configure(prefix, [{**out, "settings": settings}], {"hook": values[:200]}, partitions=4)
+    env = {"PARTNER_TOKEN": SECRET}
+    topic = f"{prefix}forward-hook"
+
+    async with running_sinks(prefix, ["hook"], env) as first:
+        while len(partner.applied) < 50:
+            assert first.ready, "the first runner stopped"
+            await asyncio.sleep(0.01)
+
+        async def produce_rest() -> None:
+            # A trickle: the first runner is caught up, collecting a batch within its linger.
+            for start in range(200, len(values), 5):
+                await produce_async(topic, [(v["mpid"], v) for v in values[start : start + 5]])
+                await asyncio.sleep(0.05)
+
+        producing = asyncio.create_task(produce_rest())
+        async with running_sinks(prefix, ["hook"], env) as second:
+            await producing
+            await wait_processed(prefix, "hook", within_s=60)
+            runners = (first, second)
+            healths = [
+                orjson.loads(await scrape(r.sink_settings.web_port, "/healthz")) for r in runners
+            ]
+            assert all(r.ready for r in runners), "a runner stopped"
+    await partner.stop()
+
+    delivered = [applied.key for applied in partner.applied]
+    assert set(delivered) == {v["record_id"] for v in values}, "records lost"
+    assert partner.problems == []
+    # Both runners took part: the partitions were shared once the second one joined.
+    assert sorted(h["outputs"]["hook"]["partitions"] for h in healths) == [2, 2]
+    print(f"rebalance: {len(values)} records, 1 join, {len(delivered) - len(values)} duplicates")
