@@ -1,4 +1,4 @@
-"""Two sink runners of one output, the second joining while the first delivers under load."""
+"""Two sink runners of one output, the second joining (twice) while the first delivers."""
 
 from __future__ import annotations
 
@@ -19,17 +19,17 @@ async def test_a_second_runner_joining_under_load_loses_nothing_and_crashes_noth
 ) -> None:
     # Slow answers and a long linger: when the group rebalances, the first runner has a batch
     # in flight or one being collected, as it has in production.
-    partner = FakePartner("webhook", SECRET, delay_s=0.2)
+    partner = FakePartner("webhook", SECRET, delay_s=0.1)
     await partner.start()
     settings = {
         **FAST,
         "url": partner.base_url + "/hook",
         "token_env": "PARTNER_TOKEN",
         "batch_max_records": 50,
-        "batch_linger_ms": 1000,
+        "batch_linger_ms": 2000,
     }
     out = {"output_id": "hook", "partner": "webhook", "accepted_identities": ["email"]}
-    values = [outbound_value(f"m{i % 97}", seq=i, output_id="hook") for i in range(600)]
+    values = [outbound_value(f"m{i % 97}", seq=i, output_id="hook") for i in range(1000)]
     await configure(prefix, [{**out, "settings": settings}], {"hook": values[:200]}, partitions=4)
     env = {"PARTNER_TOKEN": SECRET}
     topic = f"{prefix}forward-hook"
@@ -46,6 +46,11 @@ async def test_a_second_runner_joining_under_load_loses_nothing_and_crashes_noth
                 await asyncio.sleep(0.05)
 
         producing = asyncio.create_task(produce_rest())
+        # The second runner joins, leaves once it holds partitions, and joins again.
+        async with running_sinks(prefix, ["hook"], env) as second:
+            while not second.sinks[0].consumer.assignment():
+                assert first.ready, "the first runner stopped"
+                await asyncio.sleep(0.05)
         async with running_sinks(prefix, ["hook"], env) as second:
             await producing
             await wait_processed(prefix, "hook", within_s=60)
@@ -61,4 +66,5 @@ async def test_a_second_runner_joining_under_load_loses_nothing_and_crashes_noth
     assert partner.problems == []
     # Both runners took part: the partitions were shared once the second one joined.
     assert sorted(h["outputs"]["hook"]["partitions"] for h in healths) == [2, 2]
-    print(f"rebalance: {len(values)} records, 1 join, {len(delivered) - len(values)} duplicates")
+    duplicates = len(delivered) - len(values)
+    print(f"rebalance: {len(values)} records, 2 joins, 1 leave, {duplicates} duplicates")
