@@ -5,11 +5,19 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+from prometheus_client import REGISTRY
 
 from devtools.local import produce_async
 from tests.support.fake_partners import FakePartner
 from tests.support.sink_records import outbound_value
-from tests.support.sinks import FAST, configure, running_sinks, scrape, wait_processed
+from tests.support.sinks import (
+    FAST,
+    configure,
+    dead_letters,
+    running_sinks,
+    scrape,
+    wait_processed,
+)
 
 SECRET = "tok-rebalance-5e6f7a8b"
 
@@ -68,3 +76,34 @@ async def test_a_second_runner_joining_under_load_loses_nothing_and_crashes_noth
     assert sorted(h["outputs"]["hook"]["partitions"] for h in healths) == [2, 2]
     duplicates = len(delivered) - len(values)
     print(f"rebalance: {len(values)} records, 2 joins, 1 leave, {duplicates} duplicates")
+
+
+async def test_a_revoke_outlasting_its_timeout_leaves_the_batch_to_the_next_owner(
+    prefix: str,
+) -> None:
+    # The partner is down when the second runner joins: the first one's batch cannot be
+    # accepted within the revoke timeout, so it is dropped uncommitted and delivered later.
+    partner = FakePartner("webhook", SECRET, retry_after_s=1)
+    await partner.start()
+    partner.go_down(10)
+    settings = {**FAST, "url": partner.base_url + "/hook", "token_env": "PARTNER_TOKEN"}
+    out = {"output_id": "hook", "partner": "webhook", "accepted_identities": ["email"]}
+    values = [outbound_value(f"m{i % 31}", seq=i, output_id="hook") for i in range(200)]
+    await configure(prefix, [{**out, "settings": settings}], {"hook": values}, partitions=4)
+    env = {"PARTNER_TOKEN": SECRET}
+    abandoned = {"output_id": "hook"}
+    before = REGISTRY.get_sample_value("sink_batches_abandoned_total", abandoned) or 0.0
+
+    async with running_sinks(prefix, ["hook"], env, revoke_timeout_s=1) as first:
+        while partner.outage_answers == 0:
+            assert first.ready, "the first runner stopped"
+            await asyncio.sleep(0.05)
+        async with running_sinks(prefix, ["hook"], env, revoke_timeout_s=1) as second:
+            await wait_processed(prefix, "hook", within_s=60)
+            assert first.ready and second.ready, "a runner stopped"
+    await partner.stop()
+
+    after = REGISTRY.get_sample_value("sink_batches_abandoned_total", abandoned) or 0.0
+    assert after > before
+    assert {applied.key for applied in partner.applied} == {v["record_id"] for v in values}
+    assert await dead_letters(prefix, 0) == []
