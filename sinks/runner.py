@@ -169,8 +169,8 @@ class OutputSink:
                 self.in_flight.cancel()  # this loop cancelled: its batch stops too
             if not self.in_flight.cancelled():
                 self.in_flight.result()
+                self.progress_at = time.monotonic()
             self.in_flight = None
-            self.progress_at = time.monotonic()
 
     async def collect(self) -> list[Message]:
         """The next batch: up to max_records and max_bytes, within linger of its first record."""
