@@ -106,33 +106,36 @@ class Delivery:
         }
         for step in plan.steps:
             attempt = 0
-            while True:
-                await self.wait(self.bucket.take())
-                started = time.perf_counter()
-                outcome = await self.adapter.send(step)
-                metrics.REQUEST_SECONDS.labels(self.output_id, type(outcome).__name__).observe(
-                    time.perf_counter() - started
-                )
-                if not isinstance(outcome, Retry):
-                    break
-                delay = backoff_seconds(
-                    attempt,
-                    outcome.after_s,
-                    self.settings.retry_initial_s,
-                    self.settings.retry_max_s,
-                )
-                log.warning(
-                    "output %s: %d records not delivered (%s); retrying in %.1fs",
-                    self.output_id,
-                    len(step.items),
-                    redact(outcome.reason),
-                    delay,
-                )
-                metrics.RETRIED.labels(self.output_id).inc(len(step.items))
-                self.retrying = True
-                await self.wait(delay)
-                attempt += 1
-            self.retrying = False
+            try:
+                while True:
+                    await self.wait(self.bucket.take())
+                    started = time.perf_counter()
+                    outcome = await self.adapter.send(step)
+                    metrics.REQUEST_SECONDS.labels(self.output_id, type(outcome).__name__).observe(
+                        time.perf_counter() - started
+                    )
+                    if not isinstance(outcome, Retry):
+                        break
+                    delay = backoff_seconds(
+                        attempt,
+                        outcome.after_s,
+                        self.settings.retry_initial_s,
+                        self.settings.retry_max_s,
+                    )
+                    log.warning(
+                        "output %s: %d records not delivered (%s); retrying in %.1fs",
+                        self.output_id,
+                        len(step.items),
+                        redact(outcome.reason),
+                        delay,
+                    )
+                    metrics.RETRIED.labels(self.output_id).inc(len(step.items))
+                    self.retrying = True
+                    await self.wait(delay)
+                    attempt += 1
+            finally:
+                # Also when a revoke cancels the batch mid-retry.
+                self.retrying = False
             if isinstance(outcome, Refused):
                 reason = redact(outcome.reason)
                 log.warning(

@@ -27,6 +27,16 @@ DEAD_LETTERED = Counter(
     "Records written to the dead-letter topic, per output and error kind.",
     ["output_id", "kind"],
 )
+COMMIT_FAILURES = Counter(
+    "sink_commit_failures",
+    "Offset commits refused (the group had moved on); the records are delivered again.",
+    ["output_id"],
+)
+BATCHES_ABANDONED = Counter(
+    "sink_batches_abandoned",
+    "Batches cancelled uncommitted because a revoke or stop outlasted revoke_timeout_s.",
+    ["output_id"],
+)
 BATCH_RECORDS = Histogram(
     "sink_batch_records",
     "Records per batch taken from the topic.",

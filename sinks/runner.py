@@ -6,6 +6,13 @@ take a batch (by count, bytes and time), deliver it (sinks/delivery.py), write d
 only then commit the batch's offsets. A crash before the commit redelivers the batch: records
 are delivered at least once, never lost. While the partner is down the sink waits with its
 partitions paused, polling only to stay in the group.
+
+Rebalances, as Kafka Streams handles them: offsets are committed only for partitions this
+runner owns. A revoke drops the records not yet started, then waits (``revoke_timeout_s``) for
+the batch in flight to be accepted and committed; past that it cancels the batch uncommitted,
+and the partitions' next owner delivers it again. A stop does the same. One output's loop
+failing stops only that output (it leaves its group, so other runners take its partitions);
+/healthz then answers 503.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -52,10 +60,31 @@ class SinkSettings(BaseSettings):
     web_host: str = Field("127.0.0.1", description="Interface of the health/metrics server.")
     web_port: int = Field(6067, ge=1, le=65535)
     config_timeout_s: float = Field(60.0, gt=0, description="Longest wait to read the outputs.")
+    revoke_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest a revoke or a stop waits for the batch in flight to be accepted "
+        "and committed; past it the batch is dropped uncommitted and delivered again.",
+    )
+    stall_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Health fails when records have waited this long without a batch "
+        "completing (a partner being retried does not count).",
+    )
 
 
 class SinkConfigError(RuntimeError):
     """An output the runner cannot deliver: unknown, invalid settings, no adapter, no secret."""
+
+
+class SinksFailedError(RuntimeError):
+    """Every output's loop of the process died: nothing is left running."""
+
+
+# The group waits this much longer than a revoke may take for the member to rejoin, so that a
+# slow revoke costs neither its membership nor the commit of its batch.
+REBALANCE_MARGIN_S = 10.0
 
 
 class Message(Protocol):
@@ -77,8 +106,11 @@ class OutputSink:
         adapter: Adapter[Any],
         delivery_settings: AdapterSettings,
         producer: AIOKafkaProducer,
+        sink_settings: SinkSettings,
     ) -> None:
         self.settings = settings
+        self.revoke_timeout_s = sink_settings.revoke_timeout_s
+        self.stall_timeout_s = sink_settings.stall_timeout_s
         self.output = output
         self.topic = settings.topic(topics.outbound(output.output_id))
         self.dead_letters_topic = settings.topic(topics.DEAD_LETTERS)
@@ -96,6 +128,7 @@ class OutputSink:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_records=self.max_records,
+            rebalance_timeout_ms=int((self.revoke_timeout_s + REBALANCE_MARGIN_S) * 1000),
         )
         self.delivery = Delivery(
             output.output_id,
@@ -104,11 +137,18 @@ class OutputSink:
             TokenBucket(rate_limit(delivery_settings, partner.rate_limit)),
             self.wait,
         )
+        # The partitions this runner owns: records of others are never started.
+        self.owned: set[TopicPartition] = set()
         # Fetched but not yet batched messages (a batch stops at its count or bytes).
         self.carry: deque[Message] = deque()
-        # Held while a batch is in flight: a rebalance waits for its commit, so that the next
-        # owner of a partition never sends a record while this runner still sends an older one.
-        self.busy = asyncio.Lock()
+        # The batch being collected, and the one in flight: a revoke drops the first and waits
+        # for the second, so that the next owner of a partition never sends a record while this
+        # runner still sends an older one.
+        self.collecting: list[Message] = []
+        self.in_flight: asyncio.Task[None] | None = None
+        # The last time a batch completed or nothing was waiting: health's stall clock.
+        self.progress_at = time.monotonic()
+        self.failure: str | None = None
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -121,36 +161,93 @@ class OutputSink:
     async def run(self) -> None:
         while True:
             batch = await self.collect()
-            async with self.busy:
-                await self.process(batch)
+            self.in_flight = asyncio.create_task(self.process(batch))
+            try:
+                # A revoke may cancel the batch; that ends the batch, not this loop.
+                await asyncio.wait([self.in_flight])
+            finally:
+                self.in_flight.cancel()  # this loop cancelled: its batch stops too
+            if not self.in_flight.cancelled():
+                self.in_flight.result()
+                self.progress_at = time.monotonic()
+            self.in_flight = None
 
     async def collect(self) -> list[Message]:
         """The next batch: up to max_records and max_bytes, within linger of its first record."""
-        batch: list[Message] = []
-        size = 0
         deadline: float | None = None
         while True:
             if not self.carry:
+                if not self.collecting:
+                    self.progress_at = time.monotonic()  # nothing waiting here
+                    deadline = None  # a revoke may have emptied the batch
                 timeout = 1.0 if deadline is None else max(0.0, deadline - time.monotonic())
                 fetched = await self.consumer.getmany(
-                    timeout_ms=int(timeout * 1000), max_records=self.max_records - len(batch)
+                    timeout_ms=int(timeout * 1000),
+                    max_records=self.max_records - len(self.collecting),
                 )
-                # Offset order within each partition is the per-mpid order: kept as fetched.
-                self.carry.extend(m for messages in fetched.values() for m in messages)
-            while self.carry and len(batch) < self.max_records:
+                self.keep(fetched)
+            size = sum(len(m.value or b"") for m in self.collecting)
+            while self.carry and len(self.collecting) < self.max_records:
                 message_size = len(self.carry[0].value or b"")
-                if batch and size + message_size > self.max_bytes:
-                    return batch
-                batch.append(self.carry.popleft())
+                if self.collecting and size + message_size > self.max_bytes:
+                    return self.take()
+                self.collecting.append(self.carry.popleft())
                 size += message_size
-            if not batch:
+            if not self.collecting:
                 continue
             if deadline is None:
                 deadline = time.monotonic() + self.linger_s
-            if len(batch) >= self.max_records or time.monotonic() >= deadline:
-                return batch
+            if len(self.collecting) >= self.max_records or time.monotonic() >= deadline:
+                return self.take()
+
+    def keep(self, fetched: Mapping[TopicPartition, list[Message]]) -> None:
+        """Carry the fetched records of owned partitions.
+
+        Records of a revoked assignment, fetched before the new one, are dropped: fetching
+        restarts from the committed offsets. aiokafka calls on_partitions_assigned before
+        any record of a new assignment can arrive, so nothing owned is dropped.
+        """
+        # Offset order within each partition is the per-mpid order: kept as fetched.
+        self.carry.extend(
+            m for tp, messages in fetched.items() if tp in self.owned for m in messages
+        )
+
+    def take(self) -> list[Message]:
+        batch, self.collecting = self.collecting, []
+        return batch
+
+    def drop(self, partitions: set[TopicPartition]) -> None:
+        """Forget the records of these partitions not started yet: their next owner has them."""
+        self.owned -= partitions
+        self.carry = deque(m for m in self.carry if _partition(m) not in partitions)
+        self.collecting = [m for m in self.collecting if _partition(m) not in partitions]
+
+    async def release(self, partitions: set[TopicPartition]) -> None:
+        """Give partitions up: drop what is not started, settle the batch in flight."""
+        self.drop(partitions)
+        batch = self.in_flight
+        if batch is None or batch.done():
+            return
+        done, _ = await asyncio.wait([batch], timeout=self.revoke_timeout_s)
+        if done:
+            return
+        # Cancelled between two steps or mid-request: uncommitted, so delivered again (at least
+        # once); the next owner's copy goes after anything this one sent.
+        batch.cancel()
+        await asyncio.wait([batch])
+        log.warning(
+            "output %s: batch not accepted within %.1fs of a revoke; left uncommitted for the "
+            "partitions' next owner",
+            self.output.output_id,
+            self.revoke_timeout_s,
+        )
+        metrics.BATCHES_ABANDONED.labels(self.output.output_id).inc()
 
     async def process(self, batch: list[Message]) -> None:
+        # Revoked between collection and start: not started here.
+        batch = [m for m in batch if _partition(m) in self.owned]
+        if not batch:
+            return
         metrics.BATCH_RECORDS.labels(self.output.output_id).observe(len(batch))
         records: list[OutboundRecord] = []
         positions: list[int] = []
@@ -164,11 +261,31 @@ class OutputSink:
         for index, refusal in (await self.delivery.deliver(records)).items():
             refused[positions[index]] = refusal
         await self.dead_letter(batch, refused)
+        await self.commit(batch)
+
+    async def commit(self, batch: list[Message]) -> None:
+        """Commit the delivered batch's offsets of the partitions still assigned.
+
+        A failure (the group moved on) is no crash: the partitions' owner delivers the records
+        again from the last commit.
+        """
+        assigned = self.consumer.assignment()
         offsets: dict[TopicPartition, int] = {}
         for message in batch:
-            tp = TopicPartition(message.topic, message.partition)
-            offsets[tp] = max(offsets.get(tp, 0), message.offset + 1)
-        await self.consumer.commit(offsets)
+            tp = _partition(message)
+            if tp in assigned:
+                offsets[tp] = max(offsets.get(tp, 0), message.offset + 1)
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except (KafkaError, IllegalStateError) as error:
+            log.warning(
+                "output %s: commit failed (%s); the records will be delivered again",
+                self.output.output_id,
+                error,
+            )
+            metrics.COMMIT_FAILURES.labels(self.output.output_id).inc()
 
     async def dead_letter(self, batch: list[Message], refused: Mapping[int, Refusal]) -> None:
         now_ms = int(time.time() * 1000)
@@ -199,18 +316,43 @@ class OutputSink:
         self.consumer.pause(*paused)
         try:
             while (remaining := deadline - time.monotonic()) > 0:
-                await self.consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000) + 1)
+                # Nothing comes from paused partitions; anything else is kept, never skipped.
+                self.keep(
+                    await self.consumer.getmany(timeout_ms=int(min(remaining, 1.0) * 1000) + 1)
+                )
         finally:
             self.consumer.resume(*(tp for tp in paused if tp in self.consumer.assignment()))
 
+    def waiting(self) -> bool:
+        """Records fetched and not yet through: in the carry, being collected or in flight."""
+        return bool(self.carry or self.collecting or self.in_flight)
+
+    def status(self) -> str:
+        """dead (the loop failed), partner_down (retrying: waits, but alive), stalled (records
+        waiting and no batch done for stall_timeout_s), or ok."""
+        if self.failure is not None:
+            return "dead"
+        if self.delivery.retrying:
+            return "partner_down"
+        if self.waiting() and time.monotonic() - self.progress_at > self.stall_timeout_s:
+            return "stalled"
+        return "ok"
+
     def health(self) -> dict[str, Any]:
         return {
-            "partitions": len(self.consumer.assignment()),
+            "status": self.status(),
+            "error": self.failure,
+            "partitions": len(self.consumer.assignment()) if self.failure is None else 0,
             "retrying": self.delivery.retrying,
+            "seconds_since_progress": round(time.monotonic() - self.progress_at, 3),
             "seconds_since_last_delivery": metrics.LAST_DELIVERY.seconds_since(
                 self.output.output_id
             ),
         }
+
+
+def _partition(message: Message) -> TopicPartition:
+    return TopicPartition(message.topic, message.partition)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -218,14 +360,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.sink = sink
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self.sink.busy:
-            # The next owner starts from the committed offsets: what was fetched is its now.
-            self.sink.carry = deque(
-                m for m in self.sink.carry if TopicPartition(m.topic, m.partition) not in revoked
-            )
+        # Returns once the batch in flight is committed or dropped: only then does the group
+        # hand the partitions over.
+        await self.sink.release(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        pass
+        # Fetching restarts from the committed offsets of these partitions.
+        self.sink.owned = set(assigned)
 
 
 def build_sink(
@@ -234,6 +375,7 @@ def build_sink(
     producer: AIOKafkaProducer,
     session: aiohttp.ClientSession,
     environ: Mapping[str, str],
+    sink_settings: SinkSettings,
 ) -> OutputSink:
     partner = CATALOG[output.partner]
     if partner.adapter is None:
@@ -248,7 +390,9 @@ def build_sink(
     except (ValueError, LookupError) as error:
         raise SinkConfigError(str(error)) from None
     adapter = kind.build(delivery_settings, AdapterContext(output, partner, secrets, session))
-    return OutputSink(settings, output, partner, adapter, delivery_settings, producer)
+    return OutputSink(
+        settings, output, partner, adapter, delivery_settings, producer, sink_settings
+    )
 
 
 class SinkRunner:
@@ -270,7 +414,8 @@ class SinkRunner:
         self.ready = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set or a sink fails; raises SinkConfigError before starting."""
+        """Run until ``stop`` is set or every sink failed (SinksFailedError); raises
+        SinkConfigError before starting."""
         config = ConfigView(self.settings, self.routing, self._on_output)
         async with contextlib.AsyncExitStack() as stack:
             config_task = asyncio.create_task(config.run())
@@ -290,26 +435,44 @@ class SinkRunner:
             stack.push_async_callback(producer.stop)
             session = await stack.enter_async_context(aiohttp.ClientSession())
             self.sinks = [
-                build_sink(self.settings, output, producer, session, self.environ)
+                build_sink(
+                    self.settings, output, producer, session, self.environ, self.sink_settings
+                )
                 for output in outputs
             ]
             for sink in self.sinks:
                 await sink.start()
                 stack.push_async_callback(sink.stop)
             await self._serve_web(stack)
-            tasks: list[asyncio.Task[Any]] = [asyncio.create_task(s.run()) for s in self.sinks]
-            tasks.append(asyncio.create_task(stop.wait()))
+            loops = [asyncio.create_task(self._supervise(sink)) for sink in self.sinks]
+            stopping = asyncio.create_task(stop.wait())
             self.ready = True
             log.info("sinks running: %s", ", ".join(self.output_ids))
             try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                # A loop that ends has died (logged, on /healthz); the others go on.
+                running: list[asyncio.Task[Any]] = list(loops)
+                while running and not stopping.done():
+                    await asyncio.wait([stopping, *running], return_when=asyncio.FIRST_COMPLETED)
+                    running = [loop for loop in running if not loop.done()]
+                # A stop settles each batch in flight as a revoke does.
+                await asyncio.gather(*(s.release(set(s.owned)) for s in self.sinks))
             finally:
                 self.ready = False
-                for task in tasks:
+                for task in [stopping, *loops]:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-            for task in done:
-                task.result()  # a failed sink stops the process, for its supervisor to restart
+                await asyncio.gather(stopping, *loops, return_exceptions=True)
+            if not stop.is_set():
+                raise SinksFailedError("every output's sink failed; see the errors above")
+
+    async def _supervise(self, sink: OutputSink) -> None:
+        """Run one output's loop; a failure ends that output only (health says so)."""
+        try:
+            await sink.run()
+        except Exception as error:
+            sink.failure = f"{type(error).__name__}: {error}"
+            log.exception("output %s: sink failed; the other outputs go on", sink.output.output_id)
+            # Leaving the group hands the output's partitions to its other runners.
+            await sink.consumer.stop()
 
     def _output(self, output_id: str) -> Output:
         output = self.routing.outputs.get(output_id)
@@ -327,8 +490,7 @@ class SinkRunner:
     async def _serve_web(self, stack: contextlib.AsyncExitStack) -> None:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
-        # The server starts once every sink has joined its group: alive and ready are one.
-        app.router.add_get("/readyz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", _metrics)
         web_runner = web.AppRunner(app, access_log=None)
         await web_runner.setup()
@@ -336,12 +498,21 @@ class SinkRunner:
         site = web.TCPSite(web_runner, self.sink_settings.web_host, self.sink_settings.web_port)
         await site.start()
 
+    def _state(self) -> tuple[bool, dict[str, Any]]:
+        outputs = {sink.output.output_id: sink.health() for sink in self.sinks}
+        alive = all(output["status"] in ("ok", "partner_down") for output in outputs.values())
+        return alive, {"ready": self.ready, "alive": alive, "outputs": outputs}
+
     async def _healthz(self, request: web.Request) -> web.Response:
-        body = {
-            "ready": self.ready,
-            "outputs": {sink.output.output_id: sink.health() for sink in self.sinks},
-        }
-        return web.json_response(body, status=200 if self.ready else 503)
+        """Liveness: 503 once an output's loop died or stalled, not while a partner is down."""
+        alive, body = self._state()
+        return web.json_response(body, status=200 if alive else 503)
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        """Readiness: every sink joined its group, and alive (the server starts after the
+        joins, and a stop clears it)."""
+        alive, body = self._state()
+        return web.json_response(body, status=200 if alive and self.ready else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -367,4 +538,7 @@ def run_sinks(output_ids: list[str], settings: Settings) -> int:
     except SinkConfigError as error:
         log.error("forwarder sink: %s", error)
         return 2
+    except SinksFailedError as error:
+        log.error("forwarder sink: %s", error)
+        return 1
     return 0

@@ -3,38 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import orjson
 
-from devtools.local import BOOTSTRAP, REPO, free_port
+from devtools.local import free_port
 from tests.support.fake_partners import FakePartner
 from tests.support.sink_records import outbound_value
-from tests.support.sinks import FAST, check_order, configure, dead_letters, wait_processed
+from tests.support.sinks import (
+    FAST,
+    check_order,
+    configure,
+    dead_letters,
+    start_sink_process,
+    wait_processed,
+)
 
 SECRET = "tok-restart-1a2b3c4d5e"
-
-
-async def start_sink(prefix: str, port: int, log: Path) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "FORWARDER_KAFKA_BOOTSTRAP": BOOTSTRAP,
-        "FORWARDER_TOPIC_PREFIX": prefix,
-        "FORWARDER_APP_ID": f"{prefix}app",
-        "FORWARDER_SINK_WEB_PORT": str(port),
-        "FORWARDER_LOG_LEVEL": "info",
-        "PARTNER_TOKEN": SECRET,
-    }
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "forwarder.cli", "sink", "--output", "hook",
-            env=env, cwd=REPO, stdout=out, stderr=out,
-        )  # fmt: skip
+ENV = {"PARTNER_TOKEN": SECRET}
 
 
 async def test_killed_sink_loses_nothing_and_keeps_order(prefix: str, tmp_path: Path) -> None:
@@ -59,7 +48,7 @@ async def test_killed_sink_loses_nothing_and_keeps_order(prefix: str, tmp_path: 
     await configure(prefix, [out], {"hook": values})
     log, port = tmp_path / "sink.log", free_port()
 
-    first = await start_sink(prefix, port, log)
+    first = await start_sink_process(prefix, "hook", port, log, ENV)
     deadline = time.monotonic() + 30
     while partner.requests < 8:
         assert first.returncode is None and time.monotonic() < deadline, log.read_text()
@@ -70,7 +59,7 @@ async def test_killed_sink_loses_nothing_and_keeps_order(prefix: str, tmp_path: 
     await asyncio.sleep(0.1)  # the partner finishes the request the runner never saw answered
     killed_at = len(partner.applied)
 
-    second = await start_sink(prefix, port, log)
+    second = await start_sink_process(prefix, "hook", port, log, ENV)
     try:
         await wait_processed(prefix, "hook", within_s=60)
         async with (

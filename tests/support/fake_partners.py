@@ -1,5 +1,6 @@
 """Partner APIs on 127.0.0.1 for the sink tests: they check request shapes, answer as the partner
-documents (roughly), and fail on request: 429 with Retry-After, 500, a slow answer, a 400."""
+documents (roughly), and fail on request: 429 with Retry-After, 500, a slow answer, a 400, or
+an outage (503 and 429 with Retry-After, for a while)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class FakePartner:
     reject: set[str] = field(default_factory=set)  # keys refused one by one
     faults: list[str] = field(default_factory=list)  # answers for the next requests
     delay_s: float = 0.0  # before each answer, to catch a runner mid-batch
+    down_until: float = 0.0  # time.monotonic() until which every request gets 503 or 429
+    retry_after_s: int = 5  # the Retry-After of the outage's answers
+    outage_answers: int = 0
     applied: list[Applied] = field(default_factory=list)
     requests: int = 0
     problems: list[str] = field(default_factory=list)
@@ -49,6 +53,10 @@ class FakePartner:
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
+    def go_down(self, seconds: float) -> None:
+        """An outage from now: 503 and 429 (with Retry-After) for ``seconds``, then normal."""
+        self.down_until = time.monotonic() + seconds
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -59,6 +67,11 @@ class FakePartner:
             self.problems.append("missing or wrong Authorization")
             return web.json_response({"message": "Invalid API key"}, status=401)
         body = await request.json()
+        if time.monotonic() < self.down_until:
+            self.outage_answers += 1
+            status = (503, 429)[self.outage_answers % 2]
+            headers = {"Retry-After": str(self.retry_after_s)}
+            return web.json_response({"message": "unavailable"}, status=status, headers=headers)
         fault = self.faults.pop(0) if self.faults else None
         if fault == "429":
             reset = {"X-RateLimit-Reset": str(int(time.time()) + 1)}
