@@ -222,10 +222,7 @@ class Watch:
         await consumer.start()
         arrivals = self.arrivals
         try:
-            partitions = await topic_partitions({"bootstrap_servers": BOOTSTRAP}, self.topics)
-            while partitions is None:  # created a moment ago: leaders not elected yet
-                await asyncio.sleep(0.2)
-                partitions = await topic_partitions({"bootstrap_servers": BOOTSTRAP}, self.topics)
+            partitions = await all_partitions(self.topics)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             for tp in partitions:
@@ -259,6 +256,19 @@ class Watch:
             await consumer.stop()
 
 
+async def all_partitions(names: list[str], within: float = 60) -> list[TopicPartition]:
+    """Every partition of the named topics. A topic created a moment ago may be unknown to
+    the broker that answers, or have no leader yet: both are waited out, not skipped."""
+    deadline = time.monotonic() + within
+    while True:
+        found = await topic_partitions({"bootstrap_servers": BOOTSTRAP}, names)
+        if found is not None and {tp.topic for tp in found} == set(names):
+            return found
+        if time.monotonic() > deadline:
+            raise ScenarioError(f"topics without partitions after {within:.0f} s: {names}")
+        await asyncio.sleep(0.2)
+
+
 def check_counts(arrivals: Arrivals, expected: dict[str, int], what: str) -> None:
     """Fail loudly when an output topic got more or fewer records than the scenario implies."""
     wrong = {
@@ -276,9 +286,7 @@ def check_counts(arrivals: Arrivals, expected: dict[str, int], what: str) -> Non
 async def group_lag(group: str, topics: list[str]) -> int:
     """Records of ``topics`` not yet committed by consumer group ``group``: what an operator
     reads as consumer lag."""
-    partitions = await topic_partitions({"bootstrap_servers": BOOTSTRAP}, topics)
-    if not partitions:
-        raise ScenarioError(f"topics not found: {topics}")
+    partitions = await all_partitions(topics)
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None)
     await admin.start()
@@ -297,9 +305,7 @@ async def group_lag(group: str, topics: list[str]) -> int:
 
 async def end_offsets(names: list[str]) -> int:
     """Records ever written to the topics (the sum of their partitions' end offsets)."""
-    partitions = await topic_partitions({"bootstrap_servers": BOOTSTRAP}, names)
-    if not partitions:
-        raise ScenarioError(f"topics not found: {names}")
+    partitions = await all_partitions(names)
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None)
     await consumer.start()
     try:

@@ -54,9 +54,11 @@ async def measure_forwarder(
     with the worker's CPU in that interval."""
     watch = Watch(list(expected), sum(expected.values()))
     await watch.start(first_within=180, idle_within=30)
-    running = deploy.Running(worker, profile_to)
+    running = deploy.Running(worker)
     try:
         await running.ready(120)
+        if profile_to:  # from here: the processing, not the start-up
+            running.profile(profile_to)
         arrivals = await watch.result()
         profile = running.end_profile()
     finally:
