@@ -3,8 +3,8 @@
 Everything is measured at the full count, nothing extrapolated:
 
 1. Load: 1,000,000 profiles (a profile update and a membership add each, 2,000,000 input
-   events) go through a worker with an empty data dir, as users' producers would send them; no
-   connection exists yet, so the worker only builds state. Timed from the worker's readiness
+   events) go through a worker with an empty data dir, as users' producers would send them,
+   into an audience connected to 3 outputs (3,000,000 adds). Timed from the worker's readiness
    until its group has committed the whole input (the consumer lag an operator reads).
 2. Memory: RSS once loaded; the goal takes the highest peak (VmHWM) of the processes that held
    the million profiles.
@@ -12,8 +12,8 @@ Everything is measured at the full count, nothing extrapolated:
    process start to /healthz ready.
 4. Recovery from an empty data dir: a worker on a new data dir rebuilds the table from the
    changelog.
-5. Initial sync: an output connected to the audience all these profiles are members of; timed
-   from the connection record's publish to the last add's arrival, every member checked.
+5. Initial sync: a 4th output connected to the audience all these profiles are members of;
+   timed from the connection record's publish to the last add's arrival, every member checked.
 
 After each start, 100 profiles get a membership remove older than their held membership: each
 must be dropped as stale (the worker's metrics count them), which shows the profiles are there.
@@ -77,10 +77,14 @@ async def run(
     sync: bool,
     profile: bool,
 ) -> None:
+    def profile_to(name: str) -> Path | None:
+        return run_dir / f"{name}-profile.txt" if profile else None
+
     app_id = f"{run_id}-million"
-    profile_dir = run_dir if profile else None
     loader = deploy.worker(run_dir, app_id, store=STORE, partitions=result.partitions)
-    await deploy.prepare(loader, dict([data.SYNC_OUTPUT]), [])
+    connected = data.OUTPUT_IDENTITIES
+    outputs = {**connected, data.SYNC_OUTPUT[0]: data.SYNC_OUTPUT[1]}
+    await deploy.prepare(loader, outputs, [(data.AUDIENCE, output_id) for output_id in connected])
     inputs = deploy.input_topics(loader)
     await preload(inputs[0], data.profile_updates(0, result.profiles, result.partitions))
     await preload(inputs[1], data.memberships(0, result.profiles, result.partitions))
@@ -88,32 +92,36 @@ async def run(
     running = deploy.Running(loader)
     try:
         await running.ready(READY_WITHIN_S)
-        result.load = await load(running, app_id, inputs, 2 * result.profiles)
+        outbound = deploy.outbound_topics(loader, list(connected))
+        result.load = await load(running, app_id, inputs, outbound, result.profiles)
         result.loaded_rss_bytes = running.rss_bytes()
         if recovery:
             result.peak_rss_bytes = running.peak_rss_bytes()
             running.stop()
-            running = deploy.Running(loader, profile_dir and profile_dir / "restart-profile.txt")
+            running = deploy.Running(loader, profile_to("restart"))
             result.restart = await started(running, result, range(SAMPLE))
             result.peak_rss_bytes = max(result.peak_rss_bytes, running.peak_rss_bytes())
             running.stop()
-            changelogs = [name for name in await topic_names(app_id) if name.endswith("-changelog")]
-            result.changelog_records = await end_offsets(changelogs) if changelogs else 0
+            result.changelog_records = await changelog_records(app_id)
+            empty_dir = run_dir / f"{app_id}-empty"
             empty = deploy.worker(
-                run_dir, app_id, store=STORE, partitions=result.partitions,
-                data_dir=run_dir / f"{app_id}-empty",
-            )  # fmt: skip
-            running = deploy.Running(empty, profile_dir and profile_dir / "empty-profile.txt")
+                run_dir, app_id, store=STORE, partitions=result.partitions, data_dir=empty_dir
+            )
+            running = deploy.Running(empty, profile_to("empty"))
             result.empty = await started(running, result, range(SAMPLE, 2 * SAMPLE))
         if sync:
-            await initial_sync(running, profile_dir and profile_dir / "sync-profile.txt", result)
+            await initial_sync(running, profile_to("sync"), result)
         result.peak_rss_bytes = max(result.peak_rss_bytes, running.peak_rss_bytes())
     finally:
         running.stop()
 
 
-async def load(running: deploy.Running, app_id: str, inputs: list[str], events: int) -> Throughput:
-    """Wait until the group committed all the input; timed from readiness."""
+async def load(
+    running: deploy.Running, app_id: str, inputs: list[str], outbound: list[str], profiles: int
+) -> Throughput:
+    """Wait until the group committed all the input; timed from readiness. Each profile must
+    have gone out once to each connected output by then (the worker commits input only after
+    Kafka acknowledged what it sent)."""
     start = time.monotonic()
     lag = await group_lag(app_id, inputs)
     progress = (lag, start)
@@ -127,7 +135,11 @@ async def load(running: deploy.Running, app_id: str, inputs: list[str], events: 
         elif now - progress[1] > STALL_S:
             raise ScenarioError(f"load: {lag:,} input events uncommitted for {STALL_S} s")
     end = time.monotonic()
-    return Throughput("load (state only)", events, 0, end - start, running.cpu.between(start, end))
+    sent, expected = await end_offsets(outbound), len(outbound) * profiles
+    if sent != expected:
+        raise ScenarioError(f"load: {sent:,} outbound records, expected {expected:,}")
+    cpu = running.cpu.between(start, end)
+    return Throughput("load, 3 connections", 2 * profiles, sent, end - start, cpu)
 
 
 async def started(running: deploy.Running, result: MillionResult, samples: range) -> deploy.Ready:
@@ -135,6 +147,12 @@ async def started(running: deploy.Running, result: MillionResult, samples: range
     ready.profile = running.end_profile()
     await check_recovered(running.worker, result.partitions, samples)
     return ready
+
+
+async def changelog_records(app_id: str) -> int:
+    """What a recovery from an empty data dir replays: the app's table changelogs."""
+    changelogs = [name for name in await topic_names(app_id) if name.endswith("-changelog")]
+    return await end_offsets(changelogs) if changelogs else 0
 
 
 async def check_recovered(worker: Worker, partitions: int, samples: range) -> None:

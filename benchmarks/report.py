@@ -368,12 +368,13 @@ def _million_section(m: MillionResult) -> list[str]:
         "",
         f"RocksDB store, {m.partitions} partitions. {_fmt(m.profiles)} profiles (a profile "
         "update with 3 identities and 5 attributes, and a membership add, each) go through a "
-        "worker with an empty data dir; no connection exists while they load, so the worker "
-        "builds state only. Load is timed from the worker's readiness until its group has "
-        "committed all the input (commits come every few seconds, which the figure includes). "
+        "worker with an empty data dir, into an audience connected to 3 outputs as in the "
+        "steady state. Load is timed from the worker's readiness until its group has "
+        "committed all the input (commits come every few seconds, which the figure includes), "
+        "and each profile must have gone out once to each output. "
         "The worker is then stopped and started again on its data dir; then a worker on an "
-        "empty data dir rebuilds the table from the changelog; then an output is connected "
-        "to the audience every profile is a member of, and each member must arrive there as "
+        "empty data dir rebuilds the table from the changelog; then a 4th output is connected "
+        "to the audience, and each member must arrive there as "
         "one add. After each start, 100 profiles get a membership remove older than the held "
         "one, and each must be dropped as stale: the profiles were really there. Ready is "
         "process start to /healthz ready (Faust answers once the table is recovered).",
