@@ -18,7 +18,7 @@ from devtools.local import REPO
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
 _FRAME = re.compile(r"^(?P<name>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
-_OWN_CODE = ("streams/", "core/", "schemas/", "partners/")
+_OWN_CODE = ("streams/", "core/", "schemas/", "partners/", "forwarder/")
 
 
 @dataclass

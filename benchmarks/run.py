@@ -3,10 +3,11 @@
 python -m benchmarks.run                  the full suite (under 20 minutes on 2 cores once the
                                           worker meets its goals)
 python -m benchmarks.run --quick          tiny counts, a smoke run; writes var/bench-quick/
-python -m benchmarks.run --only a,b       some scenarios: steady, latency (runs steady first:
-                                          its load is half of steady's maximum), recovery,
-                                          sync (these two share one million-profile load),
-                                          scale-out (not in the default run)
+python -m benchmarks.run --only NAMES     some scenarios, comma-separated: steady, latency
+                                          (runs steady first: its load is half of steady's
+                                          maximum), recovery and sync (these two share one
+                                          million-profile load), scale-out (not in the
+                                          default run)
 """
 
 from __future__ import annotations
