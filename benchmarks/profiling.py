@@ -89,14 +89,17 @@ def summarize(lines: list[str], top: int = 15) -> Profile:
         samples=samples,
         self_top=[(frame, n / samples) for frame, n in self_counts.most_common(top)],
         own_code=[(frame, n / samples) for frame, n in own[:top]],
-        by_package=[(package, n / samples) for package, n in packages.most_common(top)],
+        by_package=[(package, n / samples) for package, n in packages.most_common(8)],
     )
 
 
 def _package(frame: str) -> str:
-    """'decide (streams/forwarding.py)' -> 'streams'; a frame without a file stays whole."""
+    """'decide (streams/forwarding.py)' -> 'streams'; the standard library's single modules
+    (typing.py, <frozen abc>, generated code) count as one."""
     match = _FRAME.match(frame)
-    return match["file"].split("/", 1)[0] if match else frame
+    if not match or "/" not in match["file"]:
+        return "other stdlib"
+    return match["file"].split("/", 1)[0]
 
 
 def _is_own(frame: str) -> bool:

@@ -13,9 +13,10 @@ from benchmarks import data
 from benchmarks.deploy import Ready
 from benchmarks.harness import CpuSampler, Throughput, cpu_seconds
 from benchmarks.million import MillionResult
-from benchmarks.profiling import Profile
+from benchmarks.profiling import Profile, summarize
 from benchmarks.report import GB, Results, goals, write
 from benchmarks.steady import SteadyResult
+from devtools.local import REPO
 
 
 def results(million_profiles: int = 1_000_000) -> Results:
@@ -110,3 +111,17 @@ def test_the_templates_are_what_the_contract_accepts() -> None:
     data.check_templates()
     with pytest.raises(ValueError):
         data.ProfileUpdate.model_validate_json(data.profile_update(1).replace(b'"pro"', b"pro"))
+
+
+def test_a_profile_is_summarised_by_frame_and_by_package() -> None:
+    site = "/venv/lib/python3.11/site-packages"
+    lines = [
+        f"run ({REPO}/streams/app.py:9);decide ({REPO}/streams/forwarding.py:61) 6",
+        f"run ({REPO}/streams/app.py:9);_drain ({site}/faust/transport/consumer.py:1) 3",
+        "get_origin (/usr/lib/python3.11/typing.py:2) 1",
+    ]
+    profile = summarize(lines)
+    assert profile.samples == 10
+    assert profile.self_top[0] == ("decide (streams/forwarding.py)", 0.6)
+    assert ("run (streams/app.py)", 0.9) in profile.own_code
+    assert profile.by_package == [("streams", 0.6), ("faust", 0.3), ("other stdlib", 0.1)]
