@@ -283,26 +283,6 @@ def check_counts(arrivals: Arrivals, expected: dict[str, int], what: str) -> Non
         raise ScenarioError(f"{what}: wrong outbound counts ({detail})")
 
 
-async def group_lag(group: str, topics: list[str]) -> int:
-    """Records of ``topics`` not yet committed by consumer group ``group``: what an operator
-    reads as consumer lag."""
-    partitions = await all_partitions(topics)
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(list(partitions))
-    finally:
-        await consumer.stop()
-        await admin.close()
-    return sum(
-        end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0)
-        for tp, end in ends.items()
-    )
-
-
 async def end_offsets(names: list[str]) -> int:
     """Records ever written to the topics (the sum of their partitions' end offsets)."""
     partitions = await all_partitions(names)
