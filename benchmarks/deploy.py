@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import data
-from benchmarks.harness import CpuSampler, ScenarioError, create_topics, memory_bytes
+from benchmarks.harness import (
+    CpuSampler,
+    ScenarioError,
+    all_partitions,
+    create_topics,
+    memory_bytes,
+)
 from benchmarks.profiling import Profile, Profiler
 from core.settings import Settings
 from devtools.local import Worker, produce_async
@@ -56,11 +62,11 @@ async def prepare(
     The local broker does not auto-create topics; outbound topics are created here too, so that
     a watch can be positioned on them before the first record is forwarded.
     """
-    await create_topics(
-        [*input_topics(worker), *outbound_topics(worker, list(outputs))],
-        partitions=worker.partitions,
-    )
-    await create_topics([worker.topic(topics.OUTPUTS), worker.topic(topics.CONNECTIONS)], 1)
+    partitioned = [*input_topics(worker), *outbound_topics(worker, list(outputs))]
+    await create_topics(partitioned, partitions=worker.partitions)
+    config = [worker.topic(topics.OUTPUTS), worker.topic(topics.CONNECTIONS)]
+    await create_topics(config, 1)
+    await all_partitions([*partitioned, *config])  # produced to at once
     await produce_async(
         worker.topic(topics.OUTPUTS),
         [(output_id, data.output(output_id, kind)) for output_id, kind in outputs.items()],
