@@ -47,9 +47,10 @@ demo: venv
 	$(KAFKA) up
 	$(PY) -m devtools.demo
 
+# The benchmark suite (docs/benchmarks/report.md); BENCH_ARGS=--quick for a smoke run.
 bench: venv
 	$(KAFKA) up
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	$(KAFKA) down

@@ -1,1 +1,1 @@
-"""`make bench`: the pipeline measured against its ceilings on the local broker (issue 7)."""
+"""`make bench`: the worker measured against its ceilings on the local broker (issues 7 and 11)."""

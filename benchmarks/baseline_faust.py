@@ -1,18 +1,20 @@
-"""Baselines (2) and (3): what Faust itself costs per event, with uvloop as the worker uses.
+"""Baseline: a bare Faust agent that iterates the same input and does nothing with it.
 
-``iterate``: an agent that only iterates its stream. It has no output to time, so it times
-itself, from its first event to the expected count, and writes the figure to a file.
-``table-send``: an agent doing one table write and one topic.send per event, timed on its
-output topic like the forwarder.
+What it costs is Faust's own per-message consume path (fetching in the consumer thread,
+building events, the stream machinery), which every Faust agent pays before its own work. It
+has no output to time, so it times itself, from its first event to the expected count, reads
+its own CPU time over the same interval (/proc/<pid>/stat, as the harness reads the others')
+and writes both to a file.
 
-Run as its own process (``python -m benchmarks.baseline_faust``), with the worker's Faust
-settings that matter per event: raw codecs, memory store, acks from all replicas.
+Run as its own process (``python -m benchmarks.baseline_faust``), with uvloop and the worker's
+Faust settings that matter per event: raw codecs, acks from all replicas.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,14 +23,7 @@ import faust
 import orjson
 import uvloop
 
-from benchmarks.harness import (
-    ScenarioError,
-    Subprocess,
-    Throughput,
-    Watch,
-    check_counts,
-    create_topics,
-)
+from benchmarks.harness import ScenarioError, Subprocess, Throughput, cpu_seconds
 from devtools.local import BOOTSTRAP
 
 
@@ -46,45 +41,32 @@ def build_app(args: argparse.Namespace) -> faust.App:
         web_enabled=False,
         autodiscover=False,
     )
-    inputs = app.topic(*args.inputs)
-    if args.mode == "iterate":
-        result = Path(args.result)
-        expected: int = args.expected
+    result = Path(args.result)
+    expected: int = args.expected
 
-        async def iterate(stream: Any) -> None:
-            count, first = 0, 0.0
-            async for _ in stream:
-                count += 1
-                if count == 1:
-                    first = time.monotonic()
-                if count == expected:
-                    seconds = time.monotonic() - first
-                    figures = orjson.dumps({"count": count, "seconds": seconds})
-                    await asyncio.to_thread(result.write_bytes, figures)
+    async def iterate(stream: Any) -> None:
+        count, first, first_cpu = 0, 0.0, 0.0
+        async for _ in stream:
+            count += 1
+            if count == 1:
+                first, first_cpu = time.monotonic(), cpu_seconds(os.getpid())
+            if count == expected:
+                seconds = time.monotonic() - first
+                cpu = cpu_seconds(os.getpid()) - first_cpu
+                figures = orjson.dumps({"count": count, "seconds": seconds, "cpu_seconds": cpu})
+                await asyncio.to_thread(result.write_bytes, figures)
 
-        app.agent(inputs, name="iterate")(iterate)
-    else:
-        table = app.Table(
-            "state", partitions=args.partitions, default=None, key_type=bytes, value_type=bytes
-        )
-        output = app.topic(args.output)
-
-        async def table_send(stream: Any) -> None:
-            async for key, value in stream.items():
-                table[key] = value
-                await output.send(key=key, value=value)
-
-        app.agent(inputs, name="table-send")(table_send)
+    app.agent(app.topic(*args.inputs), name="iterate")(iterate)
     return app
 
 
-async def measure_iterate(
+async def measure(
     run_dir: Path, name: str, inputs: list[str], events: int, partitions: int
 ) -> Throughput:
     result = run_dir / f"{name}.json"
-    process = _start(
-        run_dir, name, inputs, partitions, "iterate", ["--result", str(result)], events
-    )
+    args = ["--app-id", name, "--data-dir", str(run_dir / name), "--partitions", str(partitions)]
+    args += ["--expected", str(events), "--result", str(result), *inputs]
+    process = Subprocess("benchmarks.baseline_faust", args, run_dir / f"{name}.log")
     try:
         deadline = time.monotonic() + 60 + events / 1000
         while not result.exists():
@@ -95,51 +77,22 @@ async def measure_iterate(
     finally:
         process.stop()
     figures = orjson.loads(result.read_bytes())
-    return Throughput("Faust agent, iterate only", figures["count"], 0, figures["seconds"])
-
-
-async def measure_table_send(
-    run_dir: Path, name: str, inputs: list[str], events: int, partitions: int
-) -> Throughput:
-    output = f"{name}.out"
-    await create_topics([output], partitions=partitions)
-    watch = Watch([output], expected=events)
-    await watch.start(first_within=60, idle_within=30)
-    process = _start(run_dir, name, inputs, partitions, "table-send", ["--output", output], events)
-    try:
-        arrivals = await watch.result()
-        process.check_alive()
-    finally:
-        process.stop()
-    check_counts(arrivals, {output: events}, "Faust table-write-and-send baseline")
     return Throughput(
-        "Faust agent, 1 table write + 1 send", events, arrivals.total, arrivals.seconds
+        "bare Faust agent (iterate only)",
+        figures["count"],
+        0,
+        figures["seconds"],
+        figures["cpu_seconds"],
     )
-
-
-def _start(
-    run_dir: Path,
-    name: str,
-    inputs: list[str],
-    partitions: int,
-    mode: str,
-    extra: list[str],
-    events: int,
-) -> Subprocess:
-    args = ["--app-id", name, "--data-dir", str(run_dir / name), "--partitions", str(partitions)]
-    args += ["--expected", str(events), *extra, mode, *inputs]
-    return Subprocess("benchmarks.baseline_faust", args, run_dir / f"{name}.log")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--app-id", required=True)
     parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--partitions", type=int, default=1)
-    parser.add_argument("--expected", type=int, default=0)
-    parser.add_argument("--result", default="")
-    parser.add_argument("--output", default="")
-    parser.add_argument("mode", choices=["iterate", "table-send"])
+    parser.add_argument("--partitions", type=int, required=True)
+    parser.add_argument("--expected", type=int, required=True)
+    parser.add_argument("--result", required=True)
     parser.add_argument("inputs", nargs="+")
     args = parser.parse_args()
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

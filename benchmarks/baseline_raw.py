@@ -1,8 +1,11 @@
-"""Baseline (1): the raw client's ceiling, consume -> orjson decode -> dict update -> produce.
+"""Baseline: the raw aiokafka passthrough, written as a user would write it.
 
-Run as its own process (``python -m benchmarks.baseline_raw``), as the worker is. It commits
-each fetched batch once Kafka has acknowledged that batch's outbound records: the same
-at-least-once shape as the forwarder's hot path, minus Faust and minus the decisions.
+Batched ``getmany`` over the same partitions the worker reads, orjson decode, a dict update
+per event (the state), one ``send`` per event, and the batch's sends awaited together before
+its offsets are committed: the at-least-once shape of the forwarder's hot path, minus Faust and
+minus the decisions. Batch size and producer settings are the worker's defaults.
+
+Run as its own process (``python -m benchmarks.baseline_raw``), as the worker is.
 """
 
 from __future__ import annotations
@@ -16,8 +19,18 @@ import orjson
 import uvloop
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from benchmarks.harness import Subprocess, Throughput, Watch, check_counts, create_topics
+from benchmarks.harness import (
+    CpuSampler,
+    Subprocess,
+    Throughput,
+    Watch,
+    check_counts,
+    create_topics,
+)
+from core.settings import Settings
 from devtools.local import BOOTSTRAP
+
+_DEFAULTS = Settings.model_fields
 
 
 async def passthrough(inputs: list[str], output: str, group: str) -> None:
@@ -28,13 +41,19 @@ async def passthrough(inputs: list[str], output: str, group: str) -> None:
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=BOOTSTRAP,
+        acks="all",
+        linger_ms=_DEFAULTS["producer_linger_ms"].default,
+        max_batch_size=_DEFAULTS["producer_batch_bytes"].default,
+    )
     await consumer.start()
     await producer.start()
     state: dict[bytes, dict[str, Any]] = {}
+    batch_max = _DEFAULTS["batch_max"].default
     try:
         while True:
-            batches = await consumer.getmany(timeout_ms=100, max_records=1000)
+            batches = await consumer.getmany(timeout_ms=100, max_records=batch_max)
             pending = []
             for messages in batches.values():
                 for message in messages:
@@ -50,10 +69,12 @@ async def passthrough(inputs: list[str], output: str, group: str) -> None:
         await consumer.stop()
 
 
-async def measure(run_dir: Path, name: str, inputs: list[str], events: int) -> Throughput:
+async def measure(
+    run_dir: Path, name: str, inputs: list[str], events: int, partitions: int
+) -> Throughput:
     """Pass ``events`` preloaded input records through; timed on the output topic."""
     output = f"{name}.out"
-    await create_topics([output], partitions=1)
+    await create_topics([output], partitions=partitions)
     watch = Watch([output], expected=events)
     await watch.start(first_within=60, idle_within=30)
     process = Subprocess(
@@ -61,13 +82,15 @@ async def measure(run_dir: Path, name: str, inputs: list[str], events: int) -> T
         ["--group", name, "--output", output, *inputs],
         run_dir / f"{name}.log",
     )
+    cpu = CpuSampler(process.process.pid)
     try:
         arrivals = await watch.result()
         process.check_alive()
     finally:
+        cpu.stop()
         process.stop()
     check_counts(arrivals, {output: events}, "raw aiokafka baseline")
-    return Throughput("raw aiokafka", events, arrivals.total, arrivals.seconds)
+    return watch.timed("raw aiokafka passthrough", events, cpu)
 
 
 def main() -> None:

@@ -1,13 +1,17 @@
-"""What every scenario shares: fast preloading, timing output arrivals, processes under test.
+"""What every scenario shares: fast preloading, timing output arrivals, CPU of processes.
 
 Throughput is timed from the outside: a consumer in this process reads the output topics and
 notes when the first and the last expected record arrive. The same clock and the same method
-serve the forwarder and the baselines, so their ratios compare like with like.
+serve the forwarder and the baselines, so their ratios compare like with like. Beside every
+rate goes the CPU time the process under test spent in the same interval (user + system, all
+threads, from /proc/<pid>/stat): on a shared machine a rate drifts with the neighbours' load,
+CPU per event much less.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -17,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from core.kafka_admin import topic_partitions
@@ -27,6 +31,8 @@ from devtools.local import BOOTSTRAP, REPO, create_topics_async
 # share one partition on both input topics (co-partitioning is all the worker relies on).
 Record = tuple[int, bytes, bytes]
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
 
 class ScenarioError(RuntimeError):
     """A scenario that could not produce a trustworthy figure (wrong counts, a stalled worker)."""
@@ -34,18 +40,81 @@ class ScenarioError(RuntimeError):
 
 @dataclass
 class Throughput:
-    """Records through one consumer under test, timed from its first to its last output."""
+    """Records through one consumer under test, timed from its first to its last output, and
+    the CPU its process spent in that interval."""
 
     name: str
     events: int
     outbound: int
     seconds: float
+    cpu_seconds: float
     events_per_s: float = 0.0
     outbound_per_s: float = 0.0
+    cpu_us_per_event: float = 0.0
+    # CPU seconds per second: 1.0 is one core busy all the time (below it, the process waited
+    # for Kafka or for a core)
+    cores: float = 0.0
 
     def __post_init__(self) -> None:
-        self.events_per_s = self.events / self.seconds if self.seconds > 0 else 0.0
-        self.outbound_per_s = self.outbound / self.seconds if self.seconds > 0 else 0.0
+        if self.seconds > 0:
+            self.events_per_s = self.events / self.seconds
+            self.outbound_per_s = self.outbound / self.seconds
+            self.cores = self.cpu_seconds / self.seconds
+        if self.events:
+            self.cpu_us_per_event = self.cpu_seconds / self.events * 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (utime and stime of
+    /proc/<pid>/stat, fields 14 and 15, in clock ticks)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+class CpuSampler:
+    """Samples a process's CPU time every 50 ms from its start, so that the CPU of any interval
+    found afterwards (first to last output record) can be read off the samples."""
+
+    def __init__(self, pid: int, every: float = 0.05) -> None:
+        self.pid = pid
+        self.samples: list[tuple[float, float]] = []  # (time.monotonic(), CPU seconds)
+        self._task = asyncio.create_task(self._run(every))
+
+    async def _run(self, every: float) -> None:
+        while True:
+            if not self._sample():
+                return
+            await asyncio.sleep(every)
+
+    def _sample(self) -> bool:
+        try:
+            self.samples.append((time.monotonic(), cpu_seconds(self.pid)))
+        except (FileNotFoundError, ProcessLookupError):
+            return False  # the process is gone
+        return True
+
+    def stop(self) -> None:
+        """Call before stopping the process: its shutdown is not part of any interval."""
+        self._task.cancel()
+        self._sample()
+
+    def at(self, moment: float) -> float:
+        """CPU seconds at ``moment``, interpolated between the samples around it."""
+        if not self.samples:
+            raise ScenarioError(f"no CPU sample of pid {self.pid}")
+        before = self.samples[0]
+        for sample in self.samples:
+            if sample[0] >= moment:
+                if sample[0] == before[0]:
+                    return sample[1]
+                share = (moment - before[0]) / (sample[0] - before[0])
+                return before[1] + share * (sample[1] - before[1])
+            before = sample
+        return before[1]
+
+    def between(self, start: float, end: float) -> float:
+        return self.at(end) - self.at(start)
 
 
 async def create_topics(names: list[str], partitions: int) -> None:
@@ -53,10 +122,14 @@ async def create_topics(names: list[str], partitions: int) -> None:
 
 
 async def preload(topic: str, records: Iterable[Record]) -> int:
-    """Write records with whole batches per partition (no per-record send): the input is
+    """Write records in whole batches per partition (no per-record send): the input is
     written before the consumer under test starts, so the preload speed is off the clock."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=BOOTSTRAP, acks="all", max_batch_size=512 * 1024, request_timeout_ms=60000
+        bootstrap_servers=BOOTSTRAP,
+        acks="all",
+        max_batch_size=1024 * 1024,
+        max_request_size=8 * 1024 * 1024,
+        request_timeout_ms=120_000,
     )
     await producer.start()
     count = 0
@@ -105,13 +178,10 @@ class Watch:
     Started before the process under test so that arrival times are read live, not in bulk.
     """
 
-    def __init__(
-        self, topics: list[str], expected: int, *, latency: bool = False, from_end: bool = False
-    ) -> None:
+    def __init__(self, topics: list[str], expected: int, *, latency: bool = False) -> None:
         self.topics = topics
         self.expected = expected
         self.latency = latency
-        self.from_end = from_end
         self.arrivals = Arrivals(counts=dict.fromkeys(topics, 0))
         self.ready = asyncio.Event()
         self._task: asyncio.Task[Arrivals] | None = None
@@ -127,6 +197,18 @@ class Watch:
         assert self._task is not None
         return await self._task
 
+    def timed(
+        self, name: str, events: int, cpu: CpuSampler, since: float | None = None
+    ) -> Throughput:
+        """The throughput of what arrived: from the first arrival (or ``since``) to the last."""
+        arrivals = self.arrivals
+        if arrivals.first is None or arrivals.last is None:
+            raise ScenarioError(f"{name}: nothing arrived")
+        start = arrivals.first if since is None else since
+        return Throughput(
+            name, events, arrivals.total, arrivals.last - start, cpu.between(start, arrivals.last)
+        )
+
     async def _run(self, first_within: float, idle_within: float, settle: float) -> Arrivals:
         """Stops ``settle`` s after the expected count (to catch extras), after ``first_within``
         s without any record, or after ``idle_within`` s without a new one."""
@@ -140,15 +222,9 @@ class Watch:
         await consumer.start()
         arrivals = self.arrivals
         try:
-            partitions = await topic_partitions({"bootstrap_servers": BOOTSTRAP}, self.topics)
-            while partitions is None:  # created a moment ago: leaders not elected yet
-                await asyncio.sleep(0.2)
-                partitions = await topic_partitions({"bootstrap_servers": BOOTSTRAP}, self.topics)
+            partitions = await all_partitions(self.topics)
             consumer.assign(partitions)
-            if self.from_end:
-                await consumer.seek_to_end(*partitions)
-            else:
-                await consumer.seek_to_beginning(*partitions)
+            await consumer.seek_to_beginning(*partitions)
             for tp in partitions:
                 await consumer.position(tp)
             self.ready.set()
@@ -180,6 +256,19 @@ class Watch:
             await consumer.stop()
 
 
+async def all_partitions(names: list[str], within: float = 60) -> list[TopicPartition]:
+    """Every partition of the named topics. A topic created a moment ago may be unknown to
+    the broker that answers, or have no leader yet: both are waited out, not skipped."""
+    deadline = time.monotonic() + within
+    while True:
+        found = await topic_partitions({"bootstrap_servers": BOOTSTRAP}, names)
+        if found is not None and {tp.topic for tp in found} == set(names):
+            return found
+        if time.monotonic() > deadline:
+            raise ScenarioError(f"topics without partitions after {within:.0f} s: {names}")
+        await asyncio.sleep(0.2)
+
+
 def check_counts(arrivals: Arrivals, expected: dict[str, int], what: str) -> None:
     """Fail loudly when an output topic got more or fewer records than the scenario implies."""
     wrong = {
@@ -192,6 +281,27 @@ def check_counts(arrivals: Arrivals, expected: dict[str, int], what: str) -> Non
             f"{topic}: got {got}, expected {want}" for topic, (got, want) in wrong.items()
         )
         raise ScenarioError(f"{what}: wrong outbound counts ({detail})")
+
+
+async def end_offsets(names: list[str]) -> int:
+    """Records ever written to the topics (the sum of their partitions' end offsets)."""
+    partitions = await all_partitions(names)
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None)
+    await consumer.start()
+    try:
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(list(partitions))
+    finally:
+        await consumer.stop()
+    return sum(ends.values())
+
+
+async def topic_names(prefix: str) -> list[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        return [name for name in await admin.list_topics() if name.startswith(prefix)]
+    finally:
+        await admin.close()
 
 
 class Subprocess:
@@ -220,21 +330,22 @@ class Subprocess:
                 self.process.wait(timeout=10)
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process, from /proc (VmRSS is in kB)."""
+def memory_bytes(pid: int, field: str = "VmRSS") -> int:
+    """Resident memory of a process from /proc (kB there): VmRSS now, VmHWM its peak."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise ScenarioError(f"no VmRSS for pid {pid}")
+    raise ScenarioError(f"no {field} for pid {pid}")
 
 
 async def delete_topics(prefix: str) -> None:
-    """Drop every topic of a run: a full run writes about a gigabyte to the local broker."""
+    """Drop every topic of a run: a full run writes gigabytes to the local broker."""
+    names = await topic_names(prefix)
+    if not names:
+        return
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     try:
-        names = [name for name in await admin.list_topics() if name.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
+        await admin.delete_topics(names)
     finally:
         await admin.close()

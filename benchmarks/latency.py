@@ -1,8 +1,9 @@
-"""Scenario (b): latency at a steady offered load of half the maximum measured in (a).
+"""Latency at a steady offered load of half the maximum measured in the steady state.
 
 New profiles are offered at a constant rate, each as a profile update and a membership add
 stamped with their produce time (``timestamp_ms``, which the worker carries into every
-outbound record); latency is an outbound record's arrival here minus that stamp.
+outbound record); latency is an outbound record's arrival here minus that stamp. Keys go to
+their partitions by Kafka's default partitioner, as a user's producer sends them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from benchmarks import data, deploy
-from benchmarks.harness import Watch, check_counts
+from benchmarks.harness import Throughput, Watch, check_counts
 from devtools.local import BOOTSTRAP, Worker
 from schemas import topics
 
@@ -31,23 +32,28 @@ class LatencyResult:
     max_ms: float
     # the 1st to 99th percentiles, for the chart
     percentiles_ms: list[float]
+    # what the worker did at that load, with its CPU per event
+    forwarder: Throughput
 
 
-async def run(run_dir: Path, run_id: str, events_per_s: float, seconds: float) -> LatencyResult:
-    worker = deploy.worker(run_dir, f"{run_id}-b", partitions=1)
+async def run(
+    run_dir: Path, run_id: str, store: str, events_per_s: float, seconds: float
+) -> LatencyResult:
+    worker = deploy.worker(run_dir, f"{run_id}-latency", store=store)
     outputs = data.OUTPUT_IDENTITIES
     await deploy.prepare(worker, outputs, [(data.AUDIENCE, output_id) for output_id in outputs])
     profiles = max(1, int(events_per_s * seconds / 2))
     expected = dict.fromkeys(deploy.outbound_topics(worker, list(outputs)), profiles)
-    await asyncio.to_thread(worker.start)
+    running = deploy.Running(worker)
     try:
+        await running.ready(120)
         await deploy.settle([worker])
         watch = Watch(list(expected), sum(expected.values()), latency=True)
         await watch.start(first_within=60, idle_within=30)
         await offer(worker, profiles, events_per_s)
         arrivals = await watch.result()
     finally:
-        worker.stop()
+        running.stop()
     check_counts(arrivals, expected, "latency run")
     cuts = statistics.quantiles(arrivals.latencies_ms, n=100, method="inclusive")
     return LatencyResult(
@@ -58,6 +64,7 @@ async def run(run_dir: Path, run_id: str, events_per_s: float, seconds: float) -
         p99_ms=cuts[98],
         max_ms=max(arrivals.latencies_ms),
         percentiles_ms=cuts,
+        forwarder=watch.timed("forwarder at half load", 2 * profiles, running.cpu),
     )
 
 

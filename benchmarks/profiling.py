@@ -14,9 +14,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devtools.local import REPO
+
 PY_SPY = Path(sys.executable).parent / "py-spy"
 _FRAME = re.compile(r"^(?P<name>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
-_OWN_CODE = ("streams/", "schemas/", "partners/")
+_OWN_CODE = ("streams/", "core/", "schemas/", "partners/", "forwarder/")
 
 
 @dataclass
@@ -25,6 +27,8 @@ class Profile:
     # (frame, share of samples): where the CPU was (self) and what was on the stack (inclusive).
     self_top: list[tuple[str, float]] = field(default_factory=list)
     own_code: list[tuple[str, float]] = field(default_factory=list)
+    # self time per top-level package (faust, aiokafka, streams, asyncio, ...)
+    by_package: list[tuple[str, float]] = field(default_factory=list)
 
 
 class Profiler:
@@ -54,7 +58,7 @@ def frame_name(frame: str) -> str:
     if not match:
         return frame
     path = match["file"]
-    for marker in ("site-packages/", "/lib/python3.", "/work/main/"):
+    for marker in ("site-packages/", "/lib/python3.", f"{REPO}/"):
         if marker in path:
             path = path.split(marker, 1)[1]
             break
@@ -65,6 +69,7 @@ def frame_name(frame: str) -> str:
 def summarize(lines: list[str], top: int = 15) -> Profile:
     self_counts: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
     samples = 0
     for line in lines:
         stack, _, count_text = line.rpartition(" ")
@@ -74,6 +79,7 @@ def summarize(lines: list[str], top: int = 15) -> Profile:
         frames = [frame_name(frame) for frame in stack.split(";")]
         samples += count
         self_counts[frames[-1]] += count
+        packages[_package(frames[-1])] += count
         for frame in set(frames):
             inclusive[frame] += count
     if not samples:
@@ -83,7 +89,17 @@ def summarize(lines: list[str], top: int = 15) -> Profile:
         samples=samples,
         self_top=[(frame, n / samples) for frame, n in self_counts.most_common(top)],
         own_code=[(frame, n / samples) for frame, n in own[:top]],
+        by_package=[(package, n / samples) for package, n in packages.most_common(8)],
     )
+
+
+def _package(frame: str) -> str:
+    """'decide (streams/forwarding.py)' -> 'streams'; the standard library's single modules
+    (typing.py, <frozen abc>, generated code) count as one."""
+    match = _FRAME.match(frame)
+    if not match or "/" not in match["file"]:
+        return "other stdlib"
+    return match["file"].split("/", 1)[0]
 
 
 def _is_own(frame: str) -> bool:

@@ -1,9 +1,13 @@
 """`make bench`: run the scenarios on the local broker and write docs/benchmarks/.
 
-python -m benchmarks.run                 the full suite (about 15 minutes on 2 cores)
-python -m benchmarks.run --quick         small counts, for development
-python -m benchmarks.run --only a,b      some scenarios ((b) runs (a) first: its load is
-                                         half of (a)'s maximum)
+python -m benchmarks.run                  the full suite (under 20 minutes on 2 cores once the
+                                          worker meets its goals)
+python -m benchmarks.run --quick          tiny counts, a smoke run; writes var/bench-quick/
+python -m benchmarks.run --only NAMES     some scenarios, comma-separated: steady, latency
+                                          (runs steady first: its load is half of steady's
+                                          maximum), recovery and sync (these two share one
+                                          million-profile load), scale-out (not in the
+                                          default run)
 """
 
 from __future__ import annotations
@@ -16,44 +20,39 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import TypeVar
 
-from benchmarks import data, deploy, initial_sync, latency, scale_out, state, steady
+from benchmarks import data, deploy, latency, million, scale_out, steady
 from benchmarks.harness import delete_topics
 from benchmarks.report import Results, write
 from devtools.local import BOOTSTRAP, REPO
 
 T = TypeVar("T")
 
+SCENARIOS = ("steady", "latency", "recovery", "sync", "scale-out")
+DEFAULT = "steady,latency,recovery,sync"
+
 
 @dataclass(frozen=True)
 class Sizes:
     steady_profiles: int
     latency_seconds: int
-    stored_profiles: int
+    million_profiles: int
     scale_profiles: int
-    sync_wait_s: int
 
 
-# The issue's counts (100,000 profiles in (a), 1,000,000 stored) do not fit 15 minutes at the
-# forwarder's current rates on 2 cores; the report states the counts run and extrapolates.
 FULL = Sizes(
-    steady_profiles=20_000,
+    steady_profiles=100_000,
     latency_seconds=20,
-    stored_profiles=100_000,
-    scale_profiles=10_000,
-    sync_wait_s=30,
+    million_profiles=1_000_000,
+    scale_profiles=50_000,
 )
 QUICK = Sizes(
-    steady_profiles=5_000,
-    latency_seconds=5,
-    stored_profiles=20_000,
-    scale_profiles=5_000,
-    sync_wait_s=15,
+    steady_profiles=2_000, latency_seconds=3, million_profiles=5_000, scale_profiles=2_000
 )
 
 
@@ -63,18 +62,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="small counts, for development")
-    parser.add_argument("--only", default="a,b,c,d,e", help="scenarios, e.g. a,b (default all)")
-    parser.add_argument("--stored-profiles", type=int, help="profiles stored for (c) and (d)")
-    parser.add_argument("--steady-profiles", type=int, help="profiles sent through (a)")
-    parser.add_argument("--no-profile", action="store_true", help="no py-spy during (a)")
+    parser.add_argument("--quick", action="store_true", help="tiny counts, a smoke run")
+    parser.add_argument("--only", default=DEFAULT, help=f"scenarios (default {DEFAULT})")
     parser.add_argument(
-        "--out", type=Path, default=REPO / "docs" / "benchmarks", help="report folder"
+        "--store",
+        choices=["rocksdb", "memory"],
+        default="rocksdb",
+        help="table store of the steady, latency and scale-out workers (recovery and sync "
+        "always use RocksDB)",
     )
+    parser.add_argument("--steady-profiles", type=int, help="profiles through steady state")
+    parser.add_argument("--million-profiles", type=int, help="profiles for recovery and sync")
+    parser.add_argument("--no-profile", action="store_true", help="no py-spy")
+    parser.add_argument("--out", type=Path, help="report folder (default docs/benchmarks)")
     args = parser.parse_args(argv)
     args.only = {name.strip() for name in args.only.split(",") if name.strip()}
-    if not args.only <= set("abcde"):
-        parser.error("--only takes scenario letters a to e")
+    if not args.only <= set(SCENARIOS):
+        parser.error(f"--only takes {', '.join(SCENARIOS)}")
+    if args.out is None:
+        args.out = REPO / ("var/bench-quick" if args.quick else "docs/benchmarks")
     return args
 
 
@@ -82,17 +88,17 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-async def attempt(results: Results, letter: str, scenario: Awaitable[T]) -> T | None:
+async def attempt(results: Results, name: str, scenario: Awaitable[T]) -> T | None:
     """A failed scenario is reported, loudly, and the others still run."""
-    log(f"scenario ({letter}) ...")
+    log(f"{name} ...")
     started = time.monotonic()
     try:
         outcome = await scenario
     except Exception as error:
-        results.errors[letter] = f"{type(error).__name__}: {error}"
-        log(f"scenario ({letter}) FAILED: {error}")
+        results.errors[name] = f"{type(error).__name__}: {error}"
+        log(f"{name} FAILED: {error}")
         return None
-    log(f"scenario ({letter}) done in {time.monotonic() - started:.0f} s")
+    log(f"{name} done in {time.monotonic() - started:.0f} s")
     return outcome
 
 
@@ -111,37 +117,46 @@ async def suite(args: argparse.Namespace, sizes: Sizes, run_dir: Path) -> Result
             "bootstrap": BOOTSTRAP,
         },
         sizes=asdict(sizes),
+        store=args.store,
+        partitions=deploy.PARTITIONS,
     )
     started = time.monotonic()
-    only = args.only | ({"a"} if "b" in args.only else set())
+    only = args.only | ({"steady"} if "latency" in args.only else set())
+    profile = not args.no_profile
     data.check_templates()
     try:
-        if "a" in only:
+        if "steady" in only:
             results.steady = await attempt(
                 results,
-                "a",
-                steady.run(run_dir, run_id, sizes.steady_profiles, profile=not args.no_profile),
+                "steady",
+                steady.run(run_dir, run_id, sizes.steady_profiles, args.store, profile),
             )
-        if "b" in only:
+        if "latency" in only:
             if results.steady is None:
-                results.errors["b"] = "needs the maximum rate from (a), which failed"
+                results.errors["latency"] = "needs the maximum rate of steady, which failed"
             else:
                 half = results.steady.forwarder.events_per_s / 2
                 results.latency = await attempt(
-                    results, "b", latency.run(run_dir, run_id, half, sizes.latency_seconds)
+                    results,
+                    "latency",
+                    latency.run(run_dir, run_id, args.store, half, sizes.latency_seconds),
                 )
-        if only & {"c", "d"}:
-            log(f"storing {sizes.stored_profiles:,} profiles for (c) and (d) ...")
-            stored = await deploy.store_profiles(run_dir, f"{run_id}-cd", sizes.stored_profiles)
-            if "d" in only:
-                results.state = await attempt(results, "d", state.run(run_dir, run_id, stored))
-            if "c" in only:
-                results.initial_sync = await attempt(
-                    results, "c", initial_sync.run(run_dir, stored, sizes.sync_wait_s)
-                )
-        if "e" in only:
+        if only & {"recovery", "sync"}:
+            results.million = million.MillionResult(sizes.million_profiles, deploy.PARTITIONS)
+            scenario = million.run(
+                run_dir,
+                run_id,
+                results.million,
+                recovery="recovery" in only,
+                sync="sync" in only,
+                profile=profile,
+            )
+            await attempt(results, "million", scenario)
+        if "scale-out" in only:
             results.scale_out = await attempt(
-                results, "e", scale_out.run(run_dir, run_id, sizes.scale_profiles)
+                results,
+                "scale-out",
+                scale_out.run(run_dir, run_id, sizes.scale_profiles, args.store),
             )
     finally:
         await delete_topics(run_id)
@@ -152,10 +167,10 @@ async def suite(args: argparse.Namespace, sizes: Sizes, run_dir: Path) -> Result
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    if args.stored_profiles:
-        sizes = Sizes(**{**asdict(sizes), "stored_profiles": args.stored_profiles})
     if args.steady_profiles:
-        sizes = Sizes(**{**asdict(sizes), "steady_profiles": args.steady_profiles})
+        sizes = replace(sizes, steady_profiles=args.steady_profiles)
+    if args.million_profiles:
+        sizes = replace(sizes, million_profiles=args.million_profiles)
     with tempfile.TemporaryDirectory(prefix="bench-") as run_dir:
         results = asyncio.run(suite(args, sizes, Path(run_dir)))
     write(results, args.out)

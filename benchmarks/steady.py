@@ -1,4 +1,5 @@
-"""Scenario (a): steady state through one worker, beside the three baselines on the same input.
+"""Steady state: one worker on the default 8 partitions, beside the two baselines on the same
+input.
 
 Each profile has one profile update (3 identities, 5 attributes) and one membership add to an
 audience connected to 3 outputs, each accepting a different identity type: 2 input events and
@@ -7,72 +8,60 @@ audience connected to 3 outputs, each accepting a different identity type: 2 inp
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import baseline_faust, baseline_raw, data, deploy
 from benchmarks.harness import Throughput, Watch, check_counts, preload
-from benchmarks.profiling import Profile, Profiler
+from benchmarks.profiling import Profile
 from devtools.local import Worker
-from schemas import topics
-
-PARTITIONS = 1
 
 
 @dataclass
 class SteadyResult:
     profiles: int
+    partitions: int
+    store: str
     raw: Throughput
     bare_faust: Throughput
-    table_send: Throughput
     forwarder: Throughput
     profile: Profile | None
 
 
-async def run(run_dir: Path, run_id: str, profiles: int, profile: bool) -> SteadyResult:
-    worker = deploy.worker(run_dir, f"{run_id}-a", partitions=PARTITIONS)
+async def run(run_dir: Path, run_id: str, profiles: int, store: str, profile: bool) -> SteadyResult:
+    worker = deploy.worker(run_dir, f"{run_id}-steady", store=store)
     outputs = data.OUTPUT_IDENTITIES
     await deploy.prepare(worker, outputs, [(data.AUDIENCE, output_id) for output_id in outputs])
     await deploy.warm_up(worker)
-    inputs = [worker.topic(topics.PROFILE_UPDATES), worker.topic(topics.AUDIENCE_MEMBERSHIPS)]
-    await preload(inputs[0], data.profile_updates(0, profiles, PARTITIONS))
-    await preload(inputs[1], data.memberships(0, profiles, PARTITIONS))
+    inputs = deploy.input_topics(worker)
+    partitions = worker.partitions
+    await preload(inputs[0], data.profile_updates(0, profiles, partitions))
+    await preload(inputs[1], data.memberships(0, profiles, partitions))
     events = 2 * profiles
 
-    raw = await baseline_raw.measure(run_dir, f"{run_id}-raw", inputs, events)
-    bare = await baseline_faust.measure_iterate(
-        run_dir, f"{run_id}-bare", inputs, events, PARTITIONS
-    )
-    table_send = await baseline_faust.measure_table_send(
-        run_dir, f"{run_id}-tablesend", inputs, events, PARTITIONS
-    )
+    raw = await baseline_raw.measure(run_dir, f"{run_id}-raw", inputs, events, partitions)
+    bare = await baseline_faust.measure(run_dir, f"{run_id}-bare", inputs, events, partitions)
     expected = dict.fromkeys(deploy.outbound_topics(worker, list(outputs)), profiles)
     profile_to = run_dir / "steady-profile.txt" if profile else None
-    forwarder, samples = await measure_forwarder([worker], events, expected, profile_to)
-    return SteadyResult(profiles, raw, bare, table_send, forwarder, samples)
+    forwarder, samples = await measure_forwarder(worker, events, expected, profile_to)
+    return SteadyResult(profiles, partitions, store, raw, bare, forwarder, samples)
 
 
 async def measure_forwarder(
-    workers: list[Worker],
-    events: int,
-    expected: dict[str, int],
-    profile_to: Path | None = None,
+    worker: Worker, events: int, expected: dict[str, int], profile_to: Path | None
 ) -> tuple[Throughput, Profile | None]:
-    """Start the workers on preloaded input; timed from the first to the last outbound record."""
+    """Start the worker on preloaded input; timed from the first to the last outbound record,
+    with the worker's CPU in that interval."""
     watch = Watch(list(expected), sum(expected.values()))
     await watch.start(first_within=180, idle_within=30)
+    running = deploy.Running(worker)
     try:
-        for worker in workers:
-            await asyncio.to_thread(worker.start)
-        assert workers[0].process is not None
-        profiler = Profiler(workers[0].process.pid, profile_to) if profile_to else None
-        try:
-            arrivals = await watch.result()
-        finally:
-            samples = profiler.stop() if profiler else None
+        await running.ready(120)
+        if profile_to:  # from here: the processing, not the start-up
+            running.profile(profile_to)
+        arrivals = await watch.result()
+        profile = running.end_profile()
     finally:
-        for worker in workers:
-            worker.stop()
+        running.stop()
     check_counts(arrivals, expected, "forwarder")
-    return Throughput("forwarder", events, arrivals.total, arrivals.seconds), samples
+    return watch.timed("forwarder", events, running.cpu), profile

@@ -361,7 +361,7 @@ class Worker(Service):
         self.wait_ready(timeout)
 
     def launch(self) -> None:
-        """Start the process without waiting for it."""
+        """Spawn the process without waiting for it to be ready (the benchmarks time that)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.spawn("worker", self.data_dir / f"worker-{self.web_port}.log")
 

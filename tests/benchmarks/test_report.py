@@ -1,0 +1,127 @@
+"""The benchmark report's verdicts and its CPU accounting, on made-up figures (no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks import data
+from benchmarks.deploy import Ready
+from benchmarks.harness import CpuSampler, Throughput, cpu_seconds
+from benchmarks.million import MillionResult
+from benchmarks.profiling import Profile, summarize
+from benchmarks.report import GB, Results, goals, write
+from benchmarks.steady import SteadyResult
+from devtools.local import REPO
+
+
+def results(million_profiles: int = 1_000_000) -> Results:
+    steady = SteadyResult(
+        profiles=100_000,
+        partitions=8,
+        store="rocksdb",
+        # 40,000 events/s at 25 µs; 16,000 at 55 µs; 12,000 at 90 µs CPU per event
+        raw=Throughput("raw", 200_000, 200_000, 5.0, 5.0),
+        bare_faust=Throughput("bare", 200_000, 0, 12.5, 11.0),
+        forwarder=Throughput("forwarder", 200_000, 300_000, 200_000 / 12_000, 18.0),
+        profile=Profile(samples=10, self_top=[("f (faust/x.py)", 1.0)]),
+    )
+    million = MillionResult(
+        profiles=million_profiles,
+        partitions=8,
+        loaded_rss_bytes=GB // 2,
+        peak_rss_bytes=GB + 1,
+        restart=Ready(seconds=4.0, cpu_seconds=3.0, rss_bytes=GB // 4),
+        empty=Ready(seconds=75.0, cpu_seconds=70.0, rss_bytes=GB // 2),
+        changelog_records=2_000_000,
+        sync=Throughput("sync", million_profiles, million_profiles, million_profiles / 50_000, 20),
+    )
+    return Results(
+        run_id="bench-test",
+        started="now",
+        quick=False,
+        machine={"cores": 2, "memory_gb": 8, "python": "3.11", "faust": "0.15.3"}
+        | {"aiokafka": "0.14.0", "bootstrap": "127.0.0.1:9092"},
+        sizes={"steady_profiles": 100_000},
+        store="rocksdb",
+        partitions=8,
+        steady=steady,
+        million=million,
+        minutes=15.0,
+    )
+
+
+def verdicts(r: Results) -> dict[str, bool | None]:
+    return {goal.name.split(" (")[0]: goal.met for goal in goals(r)}
+
+
+def test_each_goal_is_read_against_the_same_runs_figures() -> None:
+    assert verdicts(results()) == {
+        "Steady state vs a bare Faust agent": True,  # 12,000 / 16,000 = 0.75
+        "Steady state vs the raw aiokafka passthrough": True,  # 0.30
+        "Worker CPU outside Faust's consume path": True,  # 90 - 55 = 35 µs
+        "Initial sync of 1,000,000 members": True,  # 50,000 / 40,000
+        "p99 latency at half the measured maximum load": None,  # not run
+        "RSS with 1,000,000 profiles, RocksDB": False,
+        "Ready after a restart on a surviving data dir": True,
+        "Ready from an empty data dir": False,
+        "The suite's run time": True,
+    }
+
+
+def test_figures_below_the_goals_size_get_no_verdict() -> None:
+    found = verdicts(results(million_profiles=5_000))
+    assert found["RSS with 5,000 profiles, RocksDB"] is None
+    assert found["Ready from an empty data dir"] is None
+    assert found["Steady state vs a bare Faust agent"] is True
+
+
+def test_a_missed_goal_links_the_profile_that_bounds_it(tmp_path: Path) -> None:
+    r = results()
+    r.errors["latency"] = "ScenarioError: latency run: wrong outbound counts"
+    write(r, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    empty_row = next(line for line in report.splitlines() if "from an empty data dir |" in line)
+    assert "**missed** ([profile](#profile-empty))" in empty_row
+    assert '<a id="profile-empty"></a>' in report
+    assert "| **failed**: ScenarioError: latency run" in report
+    assert (tmp_path / "results.json").exists() and (tmp_path / "state.png").exists()
+
+
+async def test_cpu_of_an_interval_is_read_off_the_samples() -> None:
+    sampler = CpuSampler(os.getpid(), every=0.01)
+    await asyncio.sleep(0.05)
+    start, cpu_start = time.monotonic(), time.process_time()
+    while time.process_time() - cpu_start < 0.2:  # busy (the loop too: no sample meanwhile)
+        pass
+    end, cpu = time.monotonic(), time.process_time() - cpu_start
+    await asyncio.sleep(0.05)
+    sampler.stop()
+    # /proc counts in clock ticks (10 ms); the samples around the interval are 10 ms apart
+    assert sampler.between(start, end) == pytest.approx(cpu, abs=0.05)
+    assert sampler.at(0) == sampler.samples[0][1]  # before the first sample: the first
+    assert cpu_seconds(os.getpid()) >= sampler.samples[-1][1]
+
+
+def test_the_templates_are_what_the_contract_accepts() -> None:
+    data.check_templates()
+    with pytest.raises(ValueError):
+        data.ProfileUpdate.model_validate_json(data.profile_update(1).replace(b'"pro"', b"pro"))
+
+
+def test_a_profile_is_summarised_by_frame_and_by_package() -> None:
+    site = "/venv/lib/python3.11/site-packages"
+    lines = [
+        f"run ({REPO}/streams/app.py:9);decide ({REPO}/streams/forwarding.py:61) 6",
+        f"run ({REPO}/streams/app.py:9);_drain ({site}/faust/transport/consumer.py:1) 3",
+        "get_origin (/usr/lib/python3.11/typing.py:2) 1",
+    ]
+    profile = summarize(lines)
+    assert profile.samples == 10
+    assert profile.self_top[0] == ("decide (streams/forwarding.py)", 0.6)
+    assert ("run (streams/app.py)", 0.9) in profile.own_code
+    assert profile.by_package == [("streams", 0.6), ("faust", 0.3), ("other stdlib", 0.1)]
