@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.config import ConfigView
 from core.dead_letters import dead_letter
+from core.errors import ConfigError
 from core.routing import Routing
 from core.settings import Settings
 from partners.adapters import ADAPTERS, adapter_settings
@@ -54,7 +55,7 @@ class SinkSettings(BaseSettings):
     config_timeout_s: float = Field(60.0, gt=0, description="Longest wait to read the outputs.")
 
 
-class SinkConfigError(RuntimeError):
+class SinkConfigError(ConfigError):
     """An output the runner cannot deliver: unknown, invalid settings, no adapter, no secret."""
 
 
@@ -319,7 +320,8 @@ class SinkRunner:
         if output is None:
             raise SinkConfigError(
                 f"output {output_id} is not on {self.settings.topic(topics.OUTPUTS)} "
-                "(or its record is invalid)"
+                f"(or its record is invalid): create it first with "
+                f"`forwarder outputs create --id {output_id} --partner ...`"
             )
         return output
 
@@ -364,9 +366,5 @@ def run_sinks(output_ids: list[str], settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    try:
-        asyncio.run(main())
-    except SinkConfigError as error:
-        log.error("forwarder sink: %s", error)
-        return 2
+    asyncio.run(main())
     return 0

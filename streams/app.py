@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.config import ConfigView, apply_config
 from core.dead_letters import redact
+from core.errors import ConfigError
 from core.kafka_admin import TopicSpec, ensure_topics, topic_partitions
 from core.routing import Routing
 from core.settings import Settings
@@ -29,7 +30,7 @@ from streams.processor import InputProcessor, ProcessorTopics, send_dead_letter,
 log = logging.getLogger(__name__)
 
 
-class TopicLayoutError(SystemExit):
+class TopicLayoutError(ConfigError):
     """An existing topic whose partition count breaks co-partitioning: start-up stops."""
 
 
@@ -123,7 +124,7 @@ class Forwarder:
         for spec in copartitioned:
             if counts[spec.name] != spec.partitions:
                 raise TopicLayoutError(
-                    f"forwarder: topic {spec.name} has {counts[spec.name]} partitions, the "
+                    f"topic {spec.name} has {counts[spec.name]} partitions, the "
                     f"settings want {spec.partitions} (FORWARDER_INPUT_PARTITIONS); "
                     "co-partitioned topics and the changelog must agree"
                 )
