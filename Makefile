@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KAFKA := bash scripts/kafka/kafka.sh
 
-.PHONY: venv kafka-up kafka-down lint typecheck test unit demo bench schemas clean
+.PHONY: venv kafka-up kafka-down lint typecheck test unit demo run stop bench schemas clean
 
 venv: $(STAMP)
 
@@ -47,10 +47,18 @@ demo: venv
 	$(KAFKA) up
 	$(PY) -m devtools.demo
 
+# A worker, the API and a jsonl sink in the background for trying it (README, Try it).
+run: venv
+	$(KAFKA) up
+	bash scripts/run.sh up
+
+stop:
+	bash scripts/run.sh down
+
 bench: venv
 	$(KAFKA) up
 	$(PY) -m benchmarks.run
 
-clean:
+clean: stop
 	$(KAFKA) down
 	rm -rf $(VENV) .cache var

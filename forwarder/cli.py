@@ -14,6 +14,7 @@ from control.commands import add_client_commands
 from core.errors import BrokerUnreachableError, ConfigError, ForwarderError
 from core.kafka_admin import wait_for_broker
 from core.settings import Settings, SettingsError, load_settings
+from forwarder.produce import INPUT_TOPICS, keyed, produce
 
 # By kind (sysexits.h), so that a supervisor can tell a setting to change from a broker that
 # is not up yet; any other ForwarderError exits 1.
@@ -74,6 +75,15 @@ def _api(args: argparse.Namespace) -> int:
     return run_api(settings)
 
 
+def _produce(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    records = keyed(sys.stdin)
+    _wait_for_broker(settings)
+    asyncio.run(produce(settings, args.topic, records))
+    print(f"sent {len(records)} records to {settings.topic(args.topic)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="forwarder",
@@ -94,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     sink.set_defaults(run=_sink)
     api = commands.add_parser("api", help="serve the control-plane HTTP API")
     api.set_defaults(run=_api)
+    produce = commands.add_parser(
+        "produce", help="publish JSON records (one a line, on stdin) to an input topic, to try it"
+    )
+    produce.add_argument("topic", choices=INPUT_TOPICS)
+    produce.set_defaults(run=_produce)
     add_client_commands(commands)
     return parser
 
