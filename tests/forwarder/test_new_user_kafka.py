@@ -110,6 +110,18 @@ def test_the_worker_becomes_healthy_and_creates_its_data_dir(tmp_path: Path) -> 
     try:
         worker.wait_until(f"http://127.0.0.1:{port}/healthz", 200)
         assert (tmp_path / "var" / "forwarder").is_dir()
+        # The worker created the input topics: a member can be published to try it.
+        member = {"mpid": "u-1", "audience_id": unique("aud"), "action": "add", "timestamp_ms": 1}
+        sent = subprocess.run(
+            forwarder("produce", "audience-memberships"),
+            cwd=tmp_path,
+            env=default_env(),
+            input=json.dumps(member),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert (sent.returncode, sent.stdout) == (0, "sent 1 records to audience-memberships\n")
     finally:
         worker.stop()
 
