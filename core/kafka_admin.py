@@ -1,4 +1,5 @@
-"""Small admin look-ups shared by the worker and the local tooling."""
+"""Small admin look-ups shared by the processes and the local tooling, and the wait for the
+broker at start."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from core.errors import BrokerUnreachableError, ConfigError
 
 log = logging.getLogger(__name__)
 
-# Backoff between attempts to reach the broker at start: doubling, capped.
+# Backoff between attempts to reach the broker at start: doubling, capped. An attempt on an
+# address that drops packets ends after _ATTEMPT_S, so that each one is logged.
 _FIRST_RETRY_S = 0.5
 _MAX_RETRY_S = 5.0
+_ATTEMPT_S = 10.0
 
 
 async def wait_for_broker(client_options: dict[str, Any], timeout_s: float) -> None:
@@ -35,7 +38,8 @@ async def wait_for_broker(client_options: dict[str, Any], timeout_s: float) -> N
     while True:
         attempt += 1
         remaining = deadline - time.monotonic()
-        reason = await _bootstrap_fails(client_options, max(remaining, _FIRST_RETRY_S))
+        attempt_s = min(max(remaining, _FIRST_RETRY_S), _ATTEMPT_S)
+        reason = await _bootstrap_fails(client_options, attempt_s)
         if reason is None:
             return
         remaining = deadline - time.monotonic()
@@ -62,7 +66,7 @@ async def _bootstrap_fails(client_options: dict[str, Any], timeout_s: float) -> 
     """None when a metadata request succeeds within ``timeout_s``, else why not."""
     client = AIOKafkaClient(**client_options)
     swallowed = _Swallow()
-    client_log = logging.getLogger("aiokafka")
+    client_log = logging.getLogger("aiokafka")  # aiokafka.client's logger
     client_log.addFilter(swallowed)
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s)
