@@ -167,20 +167,9 @@ class TopicSpec:
 async def ensure_topics(
     client_options: dict[str, Any], specs: list[TopicSpec], replication_factor: int
 ) -> None:
-    """Create the topics that do not exist yet (existing ones are left as they are); returns
-    once every one is in the metadata with a leader for each partition."""
+    """Create the topics that do not exist yet; existing ones are left as they are."""
     for spec in specs:
         config = {"cleanup.policy": "compact"} if spec.compacted else None
         await create_topics(
             client_options, [spec.name], spec.partitions, replication_factor, config
         )
-    names = {spec.name for spec in specs}
-    while not await _usable(client_options, names):  # noqa: ASYNC110
-        await asyncio.sleep(0.2)
-
-
-async def _usable(client_options: dict[str, Any], names: set[str]) -> bool:
-    """Whether every named topic is in the metadata with a leader for each partition (one
-    created a moment ago can be missing from a broker's metadata for a while)."""
-    found = await topic_partitions(client_options, sorted(names))
-    return found is not None and {tp.topic for tp in found} == names
