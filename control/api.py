@@ -400,7 +400,7 @@ def check_api_settings(settings: Settings) -> None:
     token = settings.api_token.get_secret_value() if settings.api_token else ""
     if settings.api_writes_enabled and not token:
         raise SettingsError(
-            "invalid setting FORWARDER_API_TOKEN: needed while "
+            "forwarder: invalid setting FORWARDER_API_TOKEN: needed while "
             "FORWARDER_API_WRITES_ENABLED is true (or set that to false for a read-only API)"
         )
 

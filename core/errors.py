@@ -1,8 +1,8 @@
 """The errors that stop a forwarder process.
 
-Library code raises them with a one-line message that says what is wrong and what to do; only
-the ``forwarder`` command (forwarder/cli.py) turns them into that line on stderr and an exit
-code.
+Library code raises them with the one line a user sees ("forwarder: ..." or "forwarder sink:
+...": what is wrong and what to do); only the ``forwarder`` command (forwarder/cli.py) prints
+it and exits with the code of its kind.
 """
 
 from __future__ import annotations

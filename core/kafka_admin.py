@@ -46,7 +46,7 @@ async def wait_for_broker(client_options: dict[str, Any], timeout_s: float) -> N
         if remaining <= 0:
             log.warning("Kafka at %s did not answer (attempt %d: %s)", bootstrap, attempt, reason)
             raise BrokerUnreachableError(
-                f"no Kafka broker answered at {bootstrap} within {timeout_s:g}s "
+                f"forwarder: no Kafka broker answered at {bootstrap} within {timeout_s:g}s "
                 "(FORWARDER_KAFKA_CONNECT_TIMEOUT_S): start one (make kafka-up in a checkout) "
                 "or set FORWARDER_KAFKA_BOOTSTRAP to a running one"
             )
@@ -152,8 +152,8 @@ async def create_topics(
     ]
     if refused:
         raise TopicCreateError(
-            f"the broker refused to create topics {', '.join(refused)}: grant topic-create "
-            "rights or create them beforehand (README, Settings)"
+            f"forwarder: the broker refused to create topics {', '.join(refused)}: grant "
+            "topic-create rights or create them beforehand (README, Settings)"
         )
 
 

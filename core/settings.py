@@ -120,4 +120,4 @@ def load_settings(**overrides: Any) -> Settings:
         first = error.errors(include_input=False, include_url=False)[0]
         name = "".join(str(part) for part in first["loc"][:1])
         where = f"FORWARDER_{name.upper()}" if name else "settings"
-        raise SettingsError(f"invalid setting {where}: {first['msg']}") from None
+        raise SettingsError(f"forwarder: invalid setting {where}: {first['msg']}") from None

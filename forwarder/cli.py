@@ -43,7 +43,7 @@ def _worker(args: argparse.Namespace) -> int:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise SettingsError(
-            f"invalid setting FORWARDER_DATA_DIR: cannot create {settings.data_dir}: "
+            f"forwarder: invalid setting FORWARDER_DATA_DIR: cannot create {settings.data_dir}: "
             f"{error.strerror}"
         ) from None
     _wait_for_broker(settings)
@@ -114,12 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; a ForwarderError becomes one line on stderr and its exit code."""
+    """Run a command; a ForwarderError becomes its message on stderr and its exit code."""
     args = build_parser().parse_args(argv)
     try:
         result: int = args.run(args)
     except ForwarderError as error:
-        print(f"forwarder: {error}", file=sys.stderr)
+        print(error, file=sys.stderr)
         return next((code for kind, code in EXIT_CODES if isinstance(error, kind)), 1)
     except KeyboardInterrupt:
         return 130  # Ctrl-C before a process installed its own signal handling

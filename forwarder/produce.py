@@ -34,7 +34,9 @@ def keyed(lines: Iterable[str]) -> list[tuple[bytes, bytes]]:
         except orjson.JSONDecodeError:
             record = None
         if not isinstance(record, dict) or record.get("mpid") in (None, ""):
-            raise ProduceError(f"line {number}: expected a JSON object with an mpid")
+            raise ProduceError(
+                f"forwarder produce: line {number}: expected a JSON object with an mpid"
+            )
         records.append((str(record["mpid"]).encode(), line.strip().encode()))
     return records
 
@@ -43,7 +45,8 @@ async def produce(settings: Settings, topic: str, records: list[tuple[bytes, byt
     name = settings.topic(topic)
     if not await topic_partitions(settings.kafka_client_options(), [name]):
         raise ProduceError(
-            f"topic {name} does not exist yet: start forwarder worker (it creates it)"
+            f"forwarder produce: topic {name} does not exist yet: start forwarder worker "
+            "(it creates it)"
         )
     producer = AIOKafkaProducer(**settings.kafka_client_options(), acks="all")
     await producer.start()

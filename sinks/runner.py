@@ -242,15 +242,15 @@ def build_sink(
     partner = CATALOG[output.partner]
     if partner.adapter is None:
         raise SinkConfigError(
-            f"output {output.output_id}: partner {partner.name!r} has no built-in sink; "
-            f"consume {settings.topic(topics.outbound(output.output_id))} directly"
+            f"forwarder sink: output {output.output_id}: partner {partner.name!r} has no "
+            f"built-in sink; consume {settings.topic(topics.outbound(output.output_id))} directly"
         )
     kind = ADAPTERS[partner.adapter]
     try:
         delivery_settings = adapter_settings(kind, output)
         secrets = Secrets.from_env(delivery_settings.secret_env_names(), environ)
     except (ValueError, LookupError) as error:
-        raise SinkConfigError(str(error)) from None
+        raise SinkConfigError(f"forwarder sink: {error}") from None
     adapter = kind.build(delivery_settings, AdapterContext(output, partner, secrets, session))
     return OutputSink(settings, output, partner, adapter, delivery_settings, producer)
 
@@ -283,7 +283,7 @@ class SinkRunner:
                 await asyncio.wait_for(config.loaded.wait(), self.sink_settings.config_timeout_s)
             except TimeoutError:
                 raise SinkConfigError(
-                    f"could not read {self.settings.topic(topics.OUTPUTS)} "
+                    f"forwarder sink: could not read {self.settings.topic(topics.OUTPUTS)} "
                     f"in {self.sink_settings.config_timeout_s}s"
                 ) from None
             outputs = [self._output(output_id) for output_id in self.output_ids]
@@ -319,7 +319,8 @@ class SinkRunner:
         output = self.routing.outputs.get(output_id)
         if output is None:
             raise SinkConfigError(
-                f"output {output_id} is not on {self.settings.topic(topics.OUTPUTS)} "
+                f"forwarder sink: output {output_id} is not on "
+                f"{self.settings.topic(topics.OUTPUTS)} "
                 f"(or its record is invalid): create it first with "
                 f"`forwarder outputs create --id {output_id} --partner ...`"
             )

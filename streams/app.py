@@ -124,7 +124,7 @@ class Forwarder:
         for spec in copartitioned:
             if counts[spec.name] != spec.partitions:
                 raise TopicLayoutError(
-                    f"topic {spec.name} has {counts[spec.name]} partitions, the "
+                    f"forwarder: topic {spec.name} has {counts[spec.name]} partitions, the "
                     f"settings want {spec.partitions} (FORWARDER_INPUT_PARTITIONS); "
                     "co-partitioned topics and the changelog must agree"
                 )

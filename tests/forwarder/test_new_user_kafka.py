@@ -153,7 +153,7 @@ def test_a_sink_of_an_output_that_does_not_exist_says_how_to_create_it(tmp_path:
     assert done.returncode == os.EX_CONFIG, done.stderr
     assert "Traceback" not in done.stderr
     last = done.stderr.splitlines()[-1]
-    assert last.startswith(f"forwarder: output {output_id} is not on forwarder-outputs")
+    assert last.startswith(f"forwarder sink: output {output_id} is not on forwarder-outputs")
     assert f"forwarder outputs create --id {output_id}" in last
 
 

@@ -15,5 +15,7 @@ def test_records_are_keyed_by_their_mpid_as_text() -> None:
 
 @pytest.mark.parametrize("bad", ["{not json", '["u-1"]', '{"audience_id": "a"}', '{"mpid": ""}'])
 def test_a_line_without_an_mpid_stops_before_anything_is_sent(bad: str) -> None:
-    with pytest.raises(ProduceError, match=r"^line 2: expected a JSON object with an mpid$"):
+    with pytest.raises(
+        ProduceError, match=r"^forwarder produce: line 2: expected a JSON object with an mpid$"
+    ):
         keyed(['{"mpid": "u-1"}', bad])
