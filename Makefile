@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KAFKA := bash scripts/kafka/kafka.sh
 
-.PHONY: venv kafka-up kafka-down lint typecheck test unit demo bench schemas clean
+.PHONY: venv kafka-up kafka-down lint typecheck test unit demo run stop bench schemas clean
 
 venv: $(STAMP)
 
@@ -47,11 +47,19 @@ demo: venv
 	$(KAFKA) up
 	$(PY) -m devtools.demo
 
+# A worker, the API and a jsonl sink in the background for trying it (README, Try it).
+run: venv
+	$(KAFKA) up
+	bash scripts/run.sh up
+
+stop:
+	bash scripts/run.sh down
+
 # The benchmark suite (docs/benchmarks/report.md); BENCH_ARGS=--quick for a smoke run.
 bench: venv
 	$(KAFKA) up
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
-clean:
+clean: stop
 	$(KAFKA) down
 	rm -rf $(VENV) .cache var

@@ -1,8 +1,10 @@
-"""Small admin look-ups shared by the worker and the local tooling."""
+"""Small admin look-ups shared by the processes and the local tooling, and the wait for the
+broker at start."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +12,86 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
+
+from core.errors import BrokerUnreachableError, ConfigError, ForwarderError
+
+log = logging.getLogger(__name__)
+
+# Backoff between attempts to reach the broker at start: doubling, capped. An attempt on an
+# address that drops packets ends after _ATTEMPT_S, so that each one is logged.
+_FIRST_RETRY_S = 0.5
+_MAX_RETRY_S = 5.0
+_ATTEMPT_S = 10.0
+
+
+async def wait_for_broker(client_options: dict[str, Any], timeout_s: float) -> None:
+    """Return once a broker of the bootstrap list answers a metadata request.
+
+    Tries at once, then with backoff until ``timeout_s`` has passed (at least one attempt),
+    logging one line per failed attempt; raises BrokerUnreachableError after the last.
+    """
+    bootstrap = client_options["bootstrap_servers"]
+    deadline = time.monotonic() + timeout_s
+    delay = _FIRST_RETRY_S
+    attempt = 0
+    while True:
+        attempt += 1
+        remaining = deadline - time.monotonic()
+        attempt_s = min(max(remaining, _FIRST_RETRY_S), _ATTEMPT_S)
+        reason = await _bootstrap_fails(client_options, attempt_s)
+        if reason is None:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            log.warning("Kafka at %s did not answer (attempt %d: %s)", bootstrap, attempt, reason)
+            raise BrokerUnreachableError(
+                f"forwarder: no Kafka broker answered at {bootstrap} within {timeout_s:g}s "
+                "(FORWARDER_KAFKA_CONNECT_TIMEOUT_S): start one (make kafka-up in a checkout) "
+                "or set FORWARDER_KAFKA_BOOTSTRAP to a running one"
+            )
+        delay = min(delay, remaining)
+        log.warning(
+            "Kafka at %s did not answer (attempt %d: %s); next try in %.1fs",
+            bootstrap,
+            attempt,
+            reason,
+            delay,
+        )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, _MAX_RETRY_S)
+
+
+async def _bootstrap_fails(client_options: dict[str, Any], timeout_s: float) -> str | None:
+    """None when a metadata request succeeds within ``timeout_s``, else why not."""
+    client = AIOKafkaClient(**client_options)
+    swallowed = _Swallow()
+    client_log = logging.getLogger("aiokafka")  # aiokafka.client's logger
+    client_log.addFilter(swallowed)
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout_s)
+    except TimeoutError:
+        return f"no answer in {timeout_s:.1f}s"
+    except (KafkaError, OSError) as error:
+        return swallowed.last or type(error).__name__
+    finally:
+        client_log.removeFilter(swallowed)
+        await client.close()
+    return None
+
+
+class _Swallow(logging.Filter):
+    """Keeps aiokafka's own bootstrap errors out of the log (our line per attempt replaces
+    them); the last one says why the attempt failed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.last = record.getMessage()
+        return False
 
 
 async def topic_partitions(
@@ -37,7 +119,7 @@ async def topic_partitions(
     return [tp for tp, _ in found]
 
 
-class TopicsNotReadyError(RuntimeError):
+class TopicsNotReadyError(ForwarderError):
     """Topics that did not become visible with a leader for every partition in time."""
 
 
@@ -55,7 +137,7 @@ async def wait_for_topics(
             return found
         if time.monotonic() > deadline:
             raise TopicsNotReadyError(
-                f"topics not ready after {timeout_s:.0f} s: {', '.join(sorted(topics))}"
+                f"forwarder: topics not ready after {timeout_s:.0f} s: {', '.join(sorted(topics))}"
             )
         await asyncio.sleep(0.2)
 
@@ -83,7 +165,7 @@ async def max_message_bytes(client_options: dict[str, Any], topics: list[str]) -
 _CREATED_OR_EXISTS = (0, 36)
 
 
-class TopicCreateError(RuntimeError):
+class TopicCreateError(ConfigError):
     """The broker refused to create a topic (rights, partition or replication limits)."""
 
 
@@ -107,10 +189,15 @@ async def create_topics(
     finally:
         await admin.close()
     refused = [
-        str(error[0]) for error in response.topic_errors if error[1] not in _CREATED_OR_EXISTS
+        f"{error[0]} (Kafka error {error[1]})"
+        for error in response.topic_errors
+        if error[1] not in _CREATED_OR_EXISTS
     ]
     if refused:
-        raise TopicCreateError(f"could not create topics: {', '.join(refused)}")
+        raise TopicCreateError(
+            f"forwarder: the broker refused to create topics {', '.join(refused)}: grant "
+            "topic-create rights or create them beforehand (README, Settings)"
+        )
 
 
 @dataclass(frozen=True, slots=True)

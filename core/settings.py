@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.errors import ConfigError
 from schemas.parsing import field_errors
 
 
@@ -19,6 +20,12 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092", min_length=1, description="Comma-separated host:port list."
+    )
+    kafka_connect_timeout_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="How long a process retries at start until the broker answers.",
     )
     app_id: str = Field("audience-forwarder", min_length=1, description="Consumer group id.")
     topic_prefix: str = Field("", description="Prepended to every topic name, e.g. 'prod.'.")
@@ -154,7 +161,7 @@ class Settings(BaseSettings):
         return options
 
 
-class SettingsError(SystemExit):
+class SettingsError(ConfigError):
     """Start-up stops with one line naming the bad setting."""
 
 

@@ -36,6 +36,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.config import ConfigView
 from core.dead_letters import dead_letter
+from core.errors import ConfigError, ForwarderError
 from core.prometheus import exposition
 from core.routing import Routing
 from core.settings import Settings
@@ -74,11 +75,11 @@ class SinkSettings(BaseSettings):
     )
 
 
-class SinkConfigError(RuntimeError):
+class SinkConfigError(ConfigError):
     """An output the runner cannot deliver: unknown, invalid settings, no adapter, no secret."""
 
 
-class SinksFailedError(RuntimeError):
+class SinksFailedError(ForwarderError):
     """Every output's loop of the process died: nothing is left running."""
 
 
@@ -380,15 +381,15 @@ def build_sink(
     partner = CATALOG[output.partner]
     if partner.adapter is None:
         raise SinkConfigError(
-            f"output {output.output_id}: partner {partner.name!r} has no built-in sink; "
-            f"consume {settings.topic(topics.outbound(output.output_id))} directly"
+            f"forwarder sink: output {output.output_id}: partner {partner.name!r} has no "
+            f"built-in sink; consume {settings.topic(topics.outbound(output.output_id))} directly"
         )
     kind = ADAPTERS[partner.adapter]
     try:
         delivery_settings = adapter_settings(kind, output)
         secrets = Secrets.from_env(delivery_settings.secret_env_names(), environ)
     except (ValueError, LookupError) as error:
-        raise SinkConfigError(str(error)) from None
+        raise SinkConfigError(f"forwarder sink: {error}") from None
     adapter = kind.build(delivery_settings, AdapterContext(output, partner, secrets, session))
     return OutputSink(
         settings, output, partner, adapter, delivery_settings, producer, sink_settings
@@ -424,7 +425,7 @@ class SinkRunner:
                 await asyncio.wait_for(config.loaded.wait(), self.sink_settings.config_timeout_s)
             except TimeoutError:
                 raise SinkConfigError(
-                    f"could not read {self.settings.topic(topics.OUTPUTS)} "
+                    f"forwarder sink: could not read {self.settings.topic(topics.OUTPUTS)} "
                     f"in {self.sink_settings.config_timeout_s}s"
                 ) from None
             outputs = [self._output(output_id) for output_id in self.output_ids]
@@ -462,7 +463,9 @@ class SinkRunner:
                     task.cancel()
                 await asyncio.gather(stopping, *loops, return_exceptions=True)
             if not stop.is_set():
-                raise SinksFailedError("every output's sink failed; see the errors above")
+                raise SinksFailedError(
+                    "forwarder sink: every output's sink failed; see the errors above"
+                )
 
     async def _supervise(self, sink: OutputSink) -> None:
         """Run one output's loop; a failure ends that output only (health says so)."""
@@ -478,8 +481,10 @@ class SinkRunner:
         output = self.routing.outputs.get(output_id)
         if output is None:
             raise SinkConfigError(
-                f"output {output_id} is not on {self.settings.topic(topics.OUTPUTS)} "
-                "(or its record is invalid)"
+                f"forwarder sink: output {output_id} is not on "
+                f"{self.settings.topic(topics.OUTPUTS)} "
+                f"(or its record is invalid): create it first with "
+                f"`forwarder outputs create --id {output_id} --partner ...`"
             )
         return output
 
@@ -533,12 +538,5 @@ def run_sinks(output_ids: list[str], settings: Settings) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    try:
-        asyncio.run(main())
-    except SinkConfigError as error:
-        log.error("forwarder sink: %s", error)
-        return 2
-    except SinksFailedError as error:
-        log.error("forwarder sink: %s", error)
-        return 1
+    asyncio.run(main())
     return 0

@@ -13,6 +13,7 @@ from faust.web import Request, Response, View
 
 from core.config import ConfigView, apply_config
 from core.dead_letters import ENVELOPE_BYTES, redact
+from core.errors import ConfigError
 from core.kafka_admin import TopicSpec, ensure_topics, max_message_bytes, wait_for_topics
 from core.prometheus import exposition
 from core.routing import Routing
@@ -29,7 +30,7 @@ from streams.processor import InputProcessor, Limits, ProcessorTopics, send_dead
 log = logging.getLogger(__name__)
 
 
-class TopicLayoutError(SystemExit):
+class TopicLayoutError(ConfigError):
     """An existing topic whose partition count breaks co-partitioning: start-up stops."""
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ def test_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.input_partitions == 12
     assert settings.topic("profile-updates") == "prod.profile-updates"
     assert settings.kafka_client_options()["bootstrap_servers"] == "broker-1:9092,broker-2:9092"
+    assert settings.kafka_connect_timeout_s == 30.0
 
 
 def test_sasl_options_pass_through_to_the_clients_and_the_worker(
@@ -50,6 +52,7 @@ def test_sasl_options_pass_through_to_the_clients_and_the_worker(
         ("FORWARDER_WEB_PORT", "eighty"),
         ("FORWARDER_INPUT_PARTITIONS", "0"),
         ("FORWARDER_STORE", "postgres"),
+        ("FORWARDER_KAFKA_CONNECT_TIMEOUT_S", "-1"),
         ("FORWARDER_SECURITY_PROTOCOL", "SASL_SSL"),
     ],
 )
@@ -73,7 +76,7 @@ def test_the_worker_command_reports_a_bad_setting_and_exits_non_zero() -> None:
         text=True,
         timeout=60,
     )
-    assert result.returncode != 0
+    assert result.returncode == os.EX_CONFIG
     assert result.stderr.strip().splitlines() == [
         "forwarder: invalid setting FORWARDER_WEB_PORT: Input should be a valid integer, "
         "unable to parse string as an integer"
