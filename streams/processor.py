@@ -301,7 +301,8 @@ class InputProcessor:
             await self._flush(unit)
             for connection_id in connections:
                 metrics.SYNC_PROFILES_DONE.labels(connection_id).inc(len(chunk))
-        log.info(
+        log.log(
+            logging.INFO if keys else logging.DEBUG,
             "sync of %s on partition %d: %d profiles checked, %d records sent in %.1f s",
             ", ".join(sorted(connections)),
             partition,
