@@ -95,7 +95,7 @@ class Fleet:
             f"{self.name}.{topic}"
             for topic in (topics.PROFILE_UPDATES, topics.AUDIENCE_MEMBERSHIPS, topics.SYNC)
         ]
-        changelog = f"{self.name}-profiles-changelog"
+        changelog = f"{self.name}.{self.name}-profiles-changelog"
         await create_topics(options, names, PARTITIONS, 1)
         await create_topics(options, [changelog], PARTITIONS, 1, {"cleanup.policy": "compact"})
         # Polling: leaders are elected a moment after the create answers.
