@@ -50,7 +50,7 @@ def describe(error: ValidationError) -> InvalidRecordError:
     return InvalidRecordError(_kind(details[0]), "; ".join(parts))
 
 
-def _validated(raw: bytes | None, validate_json: Callable[[bytes], Parsed]) -> Parsed:
+def validated(raw: bytes | None, validate_json: Callable[[bytes], Parsed]) -> Parsed:
     if raw is None:
         raise InvalidRecordError("missing_value", "the record has no value")
     try:
@@ -60,9 +60,9 @@ def _validated(raw: bytes | None, validate_json: Callable[[bytes], Parsed]) -> P
 
 
 def parse(model: type[Model], raw: bytes | None) -> Model:
-    return _validated(raw, model.model_validate_json)
+    return validated(raw, model.model_validate_json)
 
 
 def parse_union(adapter: TypeAdapter[Parsed], raw: bytes | None) -> Parsed:
     """Parse into one of several record types (a discriminated union)."""
-    return _validated(raw, adapter.validate_json)
+    return validated(raw, adapter.validate_json)

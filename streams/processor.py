@@ -23,17 +23,17 @@ from typing import Any
 import orjson
 from faust import streams as faust_streams
 from faust.types import EventT
-from pydantic import TypeAdapter
 
 from core.dead_letters import dead_letter
 from core.routing import Routing
-from schemas.parsing import InvalidRecordError, parse, parse_union
-from schemas.records import MembershipEvent, ProfileRecord, SourceRef, SyncRequest
-from schemas.state import ProfileState
+from schemas.parsing import InvalidRecordError, parse
+from schemas.plain import InputEventData, parse_membership_event, parse_profile_record
+from schemas.records import SourceRef, SyncRequest
+from schemas.state import ProfileState, dump_profile, load_profile
 from streams import metrics
-from streams.forwarding import Decision, InputEvent, decide, new_profile, reconcile
+from streams.forwarding import Decision, Source, decide, new_profile, reconcile
+from streams.tally import BatchMetrics
 
-PROFILE_RECORD = TypeAdapter[ProfileRecord](ProfileRecord)
 # Profiles reconciled per send-and-store round of a sync: bounds memory and unacked sends.
 SYNC_CHUNK = 5000
 
@@ -57,11 +57,11 @@ def state_key(partition: int, mpid: str) -> bytes:
     return f"{partition}:{mpid}".encode()
 
 
-def parse_input(topic_is_profiles: bool, key: bytes | None, value: bytes | None) -> InputEvent:
-    event: InputEvent = (
-        parse_union(PROFILE_RECORD, value) if topic_is_profiles else parse(MembershipEvent, value)
+def parse_input(topic_is_profiles: bool, key: bytes | None, value: bytes | None) -> InputEventData:
+    event: InputEventData = (
+        parse_profile_record(value) if topic_is_profiles else parse_membership_event(value)
     )
-    if key is None or key.decode("utf-8", "replace") != event.mpid:
+    if key is None or key.decode("utf-8", "replace") != event["mpid"]:
         raise InvalidRecordError("key_mismatch", "the record key must be the record's mpid")
     return event
 
@@ -97,6 +97,7 @@ class _Unit:
     pending: list[Awaitable[Any]] = field(default_factory=list)
     # Kafka timestamps (seconds) of the input records that caused sends: for the latency metric.
     sources_sent: list[float] = field(default_factory=list)
+    metrics: BatchMetrics = field(default_factory=BatchMetrics)
 
 
 class InputProcessor:
@@ -128,19 +129,22 @@ class InputProcessor:
 
     async def _handle(self, unit: _Unit, event: EventT[Any]) -> None:
         message = event.message
-        source = source_of(event)
         try:
             parsed = parse_input(message.topic == self.topics.profiles, message.key, message.value)
         except InvalidRecordError as error:
-            unit.pending.append(await self._dead_letter(source, message.key, message.value, error))
+            unit.pending.append(
+                await self._dead_letter(source_of(event), message.key, message.value, error)
+            )
             return
-        key = state_key(message.partition, parsed.mpid)
+        mpid = parsed["mpid"]
+        key = state_key(message.partition, mpid)
         if key in unit.touched:
-            state = unit.touched[key][0] or new_profile(parsed.mpid)
+            state = unit.touched[key][0] or new_profile(mpid)
         else:
             with event_context(event):
                 stored = self.profiles.get(key)
-            state = ProfileState.model_validate_json(stored) if stored else new_profile(parsed.mpid)
+            state = load_profile(stored) if stored else new_profile(mpid)
+        source = Source(message.topic, message.partition, message.offset)
         decision = decide(state, parsed, self.routing, source)
         await self._send(unit, decision)
         if decision.records:
@@ -170,7 +174,9 @@ class InputProcessor:
         prefix = state_key(event.message.partition, "")
         with event_context(event):
             keys = [key for key in self.profiles if key.startswith(prefix)]
-        source, timestamp = source_of(event), now_ms()
+        message = event.message
+        source = Source(message.topic, message.partition, message.offset)
+        timestamp = now_ms()
         for start in range(0, len(keys), SYNC_CHUNK):
             chunk = keys[start : start + SYNC_CHUNK]
             unit = _Unit()
@@ -179,7 +185,7 @@ class InputProcessor:
             for key, stored in stored_states:
                 if stored is None or not any(needle in stored for needle in needles):
                     continue
-                state = ProfileState.model_validate_json(stored)
+                state = load_profile(stored)
                 decision = reconcile(state, self.routing, source, timestamp)
                 await self._send(unit, decision)
                 if decision.state is not state:
@@ -190,6 +196,7 @@ class InputProcessor:
         # Acknowledged by Kafka before any state says they were sent.
         await asyncio.gather(*unit.pending)
         acknowledged = time.time()
+        unit.metrics.flush()
         for timestamp in unit.sources_sent:
             metrics.LATENCY.observe(max(0.0, acknowledged - timestamp))
         for key, (state, event) in unit.touched.items():
@@ -197,28 +204,17 @@ class InputProcessor:
                 if state is None:
                     self.profiles.pop(key, None)
                 else:
-                    self.profiles[key] = state.model_dump_json().encode()
+                    self.profiles[key] = dump_profile(state)
 
     async def _send(self, unit: _Unit, decision: Decision) -> None:
         for record in decision.records:
             topic = await self.topics.outbound(record.output_id)
-            unit.pending.append(
-                await self.send(topic, record.mpid.encode(), record.model_dump_json().encode())
-            )
-            metrics.FORWARDED.labels(record.output_id, record.connection_id, record.action).inc()
-            metrics.LAST_RECORD.labels(record.output_id, record.connection_id).set_to_current_time()
+            unit.pending.append(await self.send(topic, record.mpid.encode(), record.value))
         for status in decision.erasure_statuses:
             unit.pending.append(
-                await self.send(
-                    self.topics.erasure_status,
-                    status.mpid.encode(),
-                    status.model_dump_json().encode(),
-                )
+                await self.send(self.topics.erasure_status, status.mpid.encode(), status.value)
             )
-        for drop in decision.drops:
-            metrics.DROPPED.labels(
-                drop.output_id or "", drop.connection_id or "", drop.reason
-            ).inc()
+        unit.metrics.count(decision)
 
     async def _dead_letter(
         self, source: SourceRef, key: bytes | None, value: bytes | None, error: InvalidRecordError
