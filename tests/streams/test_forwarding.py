@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -94,7 +95,8 @@ def update(
     }
     if consent is not None:
         record["consent"] = consent
-    parsed = parse_profile_record(orjson.dumps(record))
+    # json, not orjson: it writes integers beyond 64 bits, as producers may
+    parsed = parse_profile_record(json.dumps(record).encode())
     assert parsed["type"] == "profile_update"
     return parsed
 
