@@ -233,8 +233,9 @@ class Forwarder:
         for tp in consumer.assignment():
             if tp.topic in input_topics:
                 position = await consumer.position(tp)
-                if position is not None:
-                    lag = max(0, consumer.highwater(tp) - position)
+                highwater = consumer.highwater(tp)  # None until the first fetch after a rebalance
+                if position is not None and highwater is not None:
+                    lag = max(0, highwater - position)
                     metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
         if self.settings.store == "memory":
             metrics.TABLE_SIZE.set(len(self.profiles))
