@@ -16,6 +16,8 @@ import pydantic_core
 from schemas.plain import ConsentData
 
 STATE_VERSION = 2
+# Version 2 holding an integer beyond 64 bits (in an attribute): read it with an exact parser.
+EXACT_INTEGERS_VERSION = 3
 
 
 class MembershipState(TypedDict):
@@ -69,17 +71,28 @@ def dumps(value: Any) -> bytes:
 
 
 def load_profile(raw: bytes) -> ProfileState:
-    # Not orjson.loads: it reads integers beyond 64 bits as floats, which would change them.
-    # pydantic's parser reads them exactly, at about the same speed.
+    try:
+        state = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        state = None
+    version = state.get("v") if isinstance(state, dict) else None
+    if version == STATE_VERSION:
+        profile: ProfileState = state
+        return profile
+    # orjson reads integers beyond 64 bits as floats (or not at all); pydantic's parser reads
+    # them exactly. Such states are marked, so the common case is read with the faster orjson.
     state = pydantic_core.from_json(raw)
-    if state.get("v") != STATE_VERSION:
-        return _from_version_1(state)
-    profile: ProfileState = state
-    return profile
+    if version == EXACT_INTEGERS_VERSION:
+        state["v"] = STATE_VERSION
+        return state  # type: ignore[no-any-return]
+    return _from_version_1(state)
 
 
 def dump_profile(state: ProfileState) -> bytes:
-    return dumps(state)
+    try:
+        return orjson.dumps(state)
+    except orjson.JSONEncodeError:
+        return pydantic_core.to_json({**state, "v": EXACT_INTEGERS_VERSION})
 
 
 def _from_version_1(old: dict[str, Any]) -> ProfileState:
