@@ -4,7 +4,8 @@ python -m benchmarks.micro [--ref main] [--profiles 2000] [--rounds 5]
 
 Per event: parse (with the key check) + load the profile's state + decide + store the state +
 serialize the records + count the metrics, as streams/processor.py does, over a table held in
-a dict. Per synced member: load + reconcile + serialize + store, after a connection is added.
+a dict; then each of those stages alone. Per synced member: load + reconcile + serialize +
+store, after a connection is added.
 The ref's version runs in a subprocess on a ``git archive`` of that ref, with this file copied
 in; only the calls that differ between the two versions are told apart below. Run by hand:
 CPU time of this process (a shared machine makes wall time noisy), best of the rounds.
@@ -190,6 +191,42 @@ def per_event(version: Version, stream: list[tuple[bool, bytes, bytes]], batch: 
     return (time.process_time() - started) / len(stream) * 1e6
 
 
+def per_stage(version: Version, stream: list[tuple[bool, bytes, bytes]]) -> dict[str, float]:
+    """The per-event path stage by stage, each timed alone over the same inputs. The current
+    tree serializes records inside decide: its "records" stage is the metric counting."""
+    snapshot = routing(with_late=False)
+    table: dict[str, bytes] = {}
+    stored_before: list[bytes] = []
+    steps: list[tuple[Any, Any, Any, Any]] = []  # event, state, source, decision
+    for offset, (is_profile, key, value) in enumerate(stream):
+        event = version.processor.parse_input(is_profile, key, value)
+        mpid = version.mpid(event)
+        stored = table.get(mpid)
+        if stored:
+            stored_before.append(stored)
+        state = version.load(stored) if stored else version.forwarding.new_profile(mpid)
+        source = version.source(offset)
+        decision = version.forwarding.decide(state, event, snapshot, source)
+        steps.append((event, state, source, decision))
+        table[mpid] = version.dump(decision.state)
+
+    def timed(stage: Callable[[Any], object], inputs: list[Any]) -> float:
+        # Results are dropped at once: holding thousands of them would time the GC too.
+        started = time.process_time()
+        for item in inputs:
+            stage(item)
+        return (time.process_time() - started) / len(stream) * 1e6
+
+    decide = version.forwarding.decide
+    return {
+        "parse_us": timed(lambda item: version.processor.parse_input(*item), stream),
+        "state_load_us": timed(version.load, stored_before),
+        "decide_us": timed(lambda step: decide(step[1], step[0], snapshot, step[2]), steps),
+        "records_us": timed(lambda step: version.emit(step[3]), steps),
+        "state_store_us": timed(lambda step: version.dump(step[3].state), steps),
+    }
+
+
 def per_synced_member(version: Version, stream: list[tuple[bool, bytes, bytes]]) -> float:
     snapshot = routing(with_late=False)
     table: dict[str, bytes] = {}
@@ -221,8 +258,10 @@ def measure(old: bool, profiles: int, rounds: int) -> dict[str, float]:
         "per_synced_member_us": lambda: per_synced_member(version, stream),
     }
     for _ in range(rounds):
-        for name, timing in timings.items():
-            best[name] = min(best.get(name, float("inf")), timing())
+        measured = {name: timing() for name, timing in timings.items()}
+        measured.update(per_stage(version, stream))
+        for name, value in measured.items():
+            best[name] = min(best.get(name, float("inf")), value)
     return best
 
 
