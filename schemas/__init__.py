@@ -1,4 +1,4 @@
-"""Contracts: the pydantic models of every record on the forwarder's topics and of its state."""
+"""Contracts: the pydantic models of the records on the topics, and the state's types."""
 
 from schemas.records import (
     ConnectionConfig,

@@ -86,7 +86,7 @@ def check_key(key: bytes | None, record_id: str, field: str) -> None:
         raise InvalidRecordError("key_mismatch", f"the record key must equal its {field}")
 
 
-def _validated(raw: bytes | None, validate_json: Callable[[bytes], Parsed]) -> Parsed:
+def validated(raw: bytes | None, validate_json: Callable[[bytes], Parsed]) -> Parsed:
     if raw is None:
         raise InvalidRecordError("missing_value", "the record has no value")
     try:
@@ -96,9 +96,9 @@ def _validated(raw: bytes | None, validate_json: Callable[[bytes], Parsed]) -> P
 
 
 def parse(model: type[Model], raw: bytes | None) -> Model:
-    return _validated(raw, model.model_validate_json)
+    return validated(raw, model.model_validate_json)
 
 
 def parse_union(adapter: TypeAdapter[Parsed], raw: bytes | None) -> Parsed:
     """Parse into one of several record types (a discriminated union)."""
-    return _validated(raw, adapter.validate_json)
+    return validated(raw, adapter.validate_json)

@@ -1,42 +1,136 @@
-"""The per-profile state the stream processor keeps (value of the profiles table changelog)."""
+"""The per-profile state the stream processor keeps (value of the profiles table changelog).
+
+Plain dicts stored as JSON (written by orjson): the worker loads and stores one per event, so
+no model is built. ``identities`` maps an identity type to its values, types in sorted order,
+in the profile as in what each connection was sent. Version 1 (the pydantic ``ProfileState``
+JSON, without ``v``) is still read: only its sent identities change shape.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+import orjson
+import pydantic_core
 
-from schemas.records import Consent, Identity, IdentityType
+from schemas.plain import ConsentData
+
+STATE_VERSION = 2
+# Version 2 holding an integer beyond 64 bits (in an attribute): read it with an exact parser.
+EXACT_INTEGERS_VERSION = 3
 
 
-class _State(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class MembershipState(_State):
+class MembershipState(TypedDict):
     """The last membership event applied for one audience.
 
     Kept after a remove too, so that an older event arriving late is recognised as stale.
     """
 
     member: bool
-    audience_name: str | None = None
+    audience_name: str | None
     timestamp_ms: int
 
 
-class SentState(_State):
+class SentState(TypedDict):
     """What one connection's partner holds of this profile: the identities and attributes sent."""
 
     output_id: str
     audience_id: str
-    identities: tuple[Identity, ...]
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    identities: dict[str, list[str]]
+    attributes: dict[str, Any]
 
 
-class ProfileState(_State):
+class ProfileState(TypedDict):
+    v: int
     mpid: str
-    identities: dict[IdentityType, tuple[str, ...]] = Field(default_factory=dict)
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    memberships: dict[str, MembershipState] = Field(default_factory=dict)
-    sent: dict[str, SentState] = Field(default_factory=dict)
-    consent: Consent = Field(default_factory=Consent)
+    identities: dict[str, list[str]]
+    attributes: dict[str, Any]
+    memberships: dict[str, MembershipState]
+    sent: dict[str, SentState]
+    consent: ConsentData
+
+
+def new_profile(mpid: str) -> ProfileState:
+    return {
+        "v": STATE_VERSION,
+        "mpid": mpid,
+        "identities": {},
+        "attributes": {},
+        "memberships": {},
+        "sent": {},
+        "consent": {"gdpr": {}, "ccpa": None},
+    }
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes; pydantic's encoder takes the integers beyond 64 bits that orjson refuses."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return pydantic_core.to_json(value)
+
+
+def load_profile(raw: bytes) -> ProfileState:
+    try:
+        state = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        state = None
+    version = state.get("v") if isinstance(state, dict) else None
+    if version == STATE_VERSION:
+        profile: ProfileState = state
+        return profile
+    # orjson reads integers beyond 64 bits as floats (or not at all); pydantic's parser reads
+    # them exactly. Such states are marked, so the common case is read with the faster orjson.
+    state = pydantic_core.from_json(raw)
+    if version == EXACT_INTEGERS_VERSION:
+        state["v"] = STATE_VERSION
+        return state  # type: ignore[no-any-return]
+    return _from_version_1(state)
+
+
+def dump_profile(state: ProfileState) -> bytes:
+    try:
+        return orjson.dumps(state)
+    except orjson.JSONEncodeError:
+        return pydantic_core.to_json({**state, "v": EXACT_INTEGERS_VERSION})
+
+
+def _from_version_1(old: dict[str, Any]) -> ProfileState:
+    """Read the pydantic ``ProfileState`` JSON (every field but ``mpid`` had a default)."""
+    state = new_profile(old["mpid"])
+    state["identities"] = dict(sorted(old.get("identities", {}).items()))
+    state["attributes"] = old.get("attributes", {})
+    state["memberships"] = {
+        audience_id: {
+            "member": held["member"],
+            "audience_name": held.get("audience_name"),
+            "timestamp_ms": held["timestamp_ms"],
+        }
+        for audience_id, held in old.get("memberships", {}).items()
+    }
+    state["sent"] = {
+        connection_id: {
+            "output_id": held["output_id"],
+            "audience_id": held["audience_id"],
+            "identities": _grouped(held["identities"]),
+            "attributes": held.get("attributes", {}),
+        }
+        for connection_id, held in old.get("sent", {}).items()
+    }
+    consent = old.get("consent") or {}
+    state["consent"] = {
+        "gdpr": {
+            purpose: {"consented": given["consented"], "timestamp_ms": given.get("timestamp_ms")}
+            for purpose, given in consent.get("gdpr", {}).items()
+        },
+        "ccpa": consent.get("ccpa"),
+    }
+    return state
+
+
+def _grouped(identities: list[dict[str, str]]) -> dict[str, list[str]]:
+    # Version 1 kept (type, value) pairs sorted by type; the worker only ever sent raw values.
+    grouped: dict[str, list[str]] = {}
+    for identity in identities:
+        grouped.setdefault(identity["type"], []).append(identity["value"])
+    return grouped

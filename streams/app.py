@@ -279,7 +279,7 @@ class Forwarder:
                 SyncRequest(
                     kind="output" if is_output else "connection",
                     id=(record.key or b"").decode("utf-8", "replace"),
-                    config=record.source,
+                    config=record.source_ref,
                 )
                 .model_dump_json()
                 .encode()

@@ -1,45 +1,57 @@
 """The forwarding decisions: which outbound records one input event causes.
 
-Plain functions over plain data (profile state, the event, the routing snapshot); no Kafka and
-no asyncio. The stream processor is a thin shell that loads state, calls ``decide`` and sends
-what it returns.
+Plain functions over plain data (profile state dicts, the parsed event, the routing snapshot);
+no Kafka and no asyncio. The stream processor is a thin shell that loads state, calls
+``decide`` and sends what it returns: each record already serialized once, with the fields
+that route it and count it beside the bytes.
 
 The model is reconciliation: after an event changes a profile, each connection the profile is
 (or was) sent to is compared with what its partner should hold, and the difference goes out as
-add, remove and attribute_update records. ``ProfileState.sent`` records what each partner holds,
-which makes an add happen exactly once per (profile, connection) and lets a remove carry the
-identities that were sent.
+add, remove and attribute_update records. ``ProfileState["sent"]`` records what each partner
+holds, which makes an add happen exactly once per (profile, connection) and lets a remove carry
+the identities that were sent.
+
+States are never mutated: a changed state is a new dict (sharing what did not change), so the
+caller can tell "unchanged" by identity. Records are plain slotted classes, not frozen ones:
+one is built per record and a frozen class costs twice as much to build.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from core.routing import Routing
 from partners.catalog import Output
-from schemas.records import (
-    ConnectionConfig,
-    Consent,
-    ErasureStatus,
-    Identity,
-    MembershipEvent,
-    OutboundRecord,
-    ProfileErasure,
-    ProfileUpdate,
-    SourceRef,
+from schemas.plain import (
+    ConsentData,
+    InputEventData,
+    MembershipEventData,
+    ProfileErasureData,
+    ProfileUpdateData,
 )
-from schemas.state import MembershipState, ProfileState, SentState
+from schemas.records import ConnectionConfig
+from schemas.state import MembershipState, ProfileState, SentState, dumps, new_profile
 
 DropReason = Literal[
     "no_accepted_identity", "inactive", "consent", "attributes_unsupported", "stale_event"
 ]
 Action = Literal["add", "remove", "attribute_update"]
-InputEvent = ProfileUpdate | ProfileErasure | MembershipEvent
+Identities = dict[str, list[str]]
+
+__all__ = ["new_profile"]  # re-exported: the processor starts unknown profiles with it
 
 
-@dataclass(frozen=True, slots=True)
+class Source(NamedTuple):
+    """Where an input record was read (the ``source`` of every record derived from it)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(slots=True)
 class Drop:
     """A record that was not sent (or an attribute list that was ignored), and why."""
 
@@ -49,110 +61,141 @@ class Drop:
 
 
 @dataclass(slots=True)
+class Outbound:
+    """One OutboundRecord, serialized: ``value`` goes to forward-<output_id> under key mpid."""
+
+    output_id: str
+    connection_id: str
+    action: Action
+    mpid: str
+    value: bytes
+
+
+@dataclass(slots=True)
+class ErasureOutcome:
+    """One ErasureStatus, serialized: ``value`` goes to forwarder-erasure-status, key mpid."""
+
+    output_id: str
+    status: Literal["sent", "skipped"]
+    mpid: str
+    value: bytes
+
+
+@dataclass(slots=True)
 class Decision:
     """The profile's new state (None: erased, delete it) and what to send."""
 
     state: ProfileState | None
-    records: list[OutboundRecord] = field(default_factory=list)
+    records: list[Outbound] = field(default_factory=list)
     drops: list[Drop] = field(default_factory=list)
-    erasure_statuses: list[ErasureStatus] = field(default_factory=list)
+    erasure_statuses: list[ErasureOutcome] = field(default_factory=list)
 
 
-def new_profile(mpid: str) -> ProfileState:
-    return ProfileState(mpid=mpid)
-
-
-def decide(state: ProfileState, event: InputEvent, routing: Routing, source: SourceRef) -> Decision:
+def decide(
+    state: ProfileState, event: InputEventData, routing: Routing, source: Source
+) -> Decision:
     """Apply one input event to a profile and return the new state and the records it causes."""
-    if isinstance(event, ProfileErasure):
-        return erase(state, event, routing, source)
-    if isinstance(event, ProfileUpdate):
-        updated = merge_profile(state, event)
-    else:
+    if "audience_id" in event:
         applied = apply_membership(state, event)
         if applied is None:
             return Decision(state=state, drops=[Drop(reason="stale_event")])
-        updated = applied
-    return reconcile(updated, routing, source, event.timestamp_ms)
+        return reconcile(applied, routing, source, event["timestamp_ms"])
+    if event["type"] == "profile_erasure":
+        return erase(state, event, routing, source)
+    return reconcile(merge_profile(state, event), routing, source, event["timestamp_ms"])
 
 
-def merge_profile(state: ProfileState, update: ProfileUpdate) -> ProfileState:
+def merge_profile(state: ProfileState, update: ProfileUpdateData) -> ProfileState:
     """Merge an update: a key set to null removes it, an absent key leaves it unchanged."""
-    identities = dict(state.identities)
-    for identity_type, value in update.identities.items():
-        values = (value,) if isinstance(value, str) else tuple(dict.fromkeys(value or ()))
-        if values:
-            identities[identity_type] = values
-        else:
-            identities.pop(identity_type, None)
-    attributes = dict(state.attributes)
-    for name, attribute in update.attributes.items():
-        if attribute is None:
-            attributes.pop(name, None)
-        else:
-            attributes[name] = attribute
-    changes = {"identities": identities, "attributes": attributes}
-    if update.consent is not None:
-        changes["consent"] = merge_consent(state.consent, update.consent)
-    return state.model_copy(update=changes)
+    merged = state.copy()
+    if update["identities"]:
+        identities = dict(state["identities"])
+        for identity_type, value in update["identities"].items():
+            # str(): keys are IdentityType members, which orjson does not take as keys.
+            key = str(identity_type)
+            values = [value] if isinstance(value, str) else list(dict.fromkeys(value or ()))
+            if values:
+                identities[key] = values
+            else:
+                identities.pop(key, None)
+        # Kept sorted by type: the order records list identities in, without a sort per send.
+        merged["identities"] = dict(sorted(identities.items()))
+    if update["attributes"]:
+        attributes = dict(state["attributes"])
+        for name, attribute in update["attributes"].items():
+            if attribute is None:
+                attributes.pop(name, None)
+            else:
+                attributes[name] = attribute
+        merged["attributes"] = attributes
+    if update["consent"] is not None:
+        merged["consent"] = merge_consent(state["consent"], update["consent"])
+    return merged
 
 
-def merge_consent(held: Consent, update: Consent) -> Consent:
+def merge_consent(held: ConsentData, update: ConsentData) -> ConsentData:
     """Each GDPR purpose given replaces the one held unless it is older; CCPA likewise."""
-    gdpr = dict(held.gdpr)
-    for purpose, consent in update.gdpr.items():
+    gdpr = dict(held["gdpr"])
+    for purpose, consent in update["gdpr"].items():
         previous = gdpr.get(purpose)
-        if not _older(consent.timestamp_ms, previous.timestamp_ms if previous else None):
+        if not _older(consent["timestamp_ms"], previous["timestamp_ms"] if previous else None):
             gdpr[purpose] = consent
-    ccpa = held.ccpa
-    if update.ccpa is not None and not _older(
-        update.ccpa.timestamp_ms, ccpa.timestamp_ms if ccpa else None
+    ccpa = held["ccpa"]
+    new_ccpa = update["ccpa"]
+    if new_ccpa is not None and not _older(
+        new_ccpa["timestamp_ms"], ccpa["timestamp_ms"] if ccpa else None
     ):
-        ccpa = update.ccpa
-    return Consent(gdpr=gdpr, ccpa=ccpa)
+        ccpa = new_ccpa
+    return {"gdpr": gdpr, "ccpa": ccpa}
 
 
 def _older(timestamp_ms: int | None, than_ms: int | None) -> bool:
     return timestamp_ms is not None and than_ms is not None and timestamp_ms < than_ms
 
 
-def consent_allows(consent: Consent, connection: ConnectionConfig) -> bool:
+def consent_allows(consent: ConsentData, connection: ConnectionConfig) -> bool:
     rule = connection.consent
     if rule is None:
         return True
     for purpose in rule.require_gdpr:
-        given = consent.gdpr.get(purpose)
-        if given is None or not given.consented:
+        given = consent["gdpr"].get(purpose)
+        if given is None or not given["consented"]:
             return False
-    return not (rule.block_ccpa_opt_out and consent.ccpa and consent.ccpa.data_sale_opt_out)
+    ccpa = consent["ccpa"]
+    return not (rule.block_ccpa_opt_out and ccpa and ccpa["data_sale_opt_out"])
 
 
-def apply_membership(state: ProfileState, event: MembershipEvent) -> ProfileState | None:
+def apply_membership(state: ProfileState, event: MembershipEventData) -> ProfileState | None:
     """Record an add or remove; None when the event is older than the last one applied."""
-    previous = state.memberships.get(event.audience_id)
-    if previous is not None and event.timestamp_ms < previous.timestamp_ms:
+    audience_id = event["audience_id"]
+    previous = state["memberships"].get(audience_id)
+    if previous is not None and event["timestamp_ms"] < previous["timestamp_ms"]:
         return None
-    name = event.audience_name or (previous.audience_name if previous else None)
-    memberships = dict(state.memberships)
-    memberships[event.audience_id] = MembershipState(
-        member=event.action == "add", audience_name=name, timestamp_ms=event.timestamp_ms
-    )
-    return state.model_copy(update={"memberships": memberships})
+    name = event["audience_name"] or (previous["audience_name"] if previous else None)
+    memberships = dict(state["memberships"])
+    memberships[audience_id] = {
+        "member": event["action"] == "add",
+        "audience_name": name,
+        "timestamp_ms": event["timestamp_ms"],
+    }
+    applied = state.copy()
+    applied["memberships"] = memberships
+    return applied
 
 
 def is_member(state: ProfileState, audience_id: str) -> bool:
-    membership = state.memberships.get(audience_id)
-    return membership is not None and membership.member
+    membership = state["memberships"].get(audience_id)
+    return membership is not None and membership["member"]
 
 
-def accepted_identities(state: ProfileState, output: Output) -> tuple[Identity, ...]:
-    """The profile's identities of the types the output accepts, in a stable order."""
-    return tuple(
-        Identity(type=identity_type, value=value)
-        for identity_type, values in sorted(state.identities.items())
-        if identity_type in output.accepted_identities
-        for value in values
-    )
+def accepted_identities(state: ProfileState, output: Output) -> Identities:
+    """The profile's identities of the types the output accepts, sorted by type."""
+    accepted = output.accepted_identities
+    return {
+        identity_type: values
+        for identity_type, values in state["identities"].items()
+        if identity_type in accepted
+    }
 
 
 def forwarded_attributes(
@@ -160,27 +203,24 @@ def forwarded_attributes(
 ) -> dict[str, Any]:
     if not output.supports_attributes:
         return {}
+    attributes = state["attributes"]
     return {
-        name: state.attributes[name]
-        for name in connection.forwarded_attributes
-        if name in state.attributes
+        name: attributes[name] for name in connection.forwarded_attributes if name in attributes
     }
 
 
-def reconcile(
-    state: ProfileState, routing: Routing, source: SourceRef, timestamp_ms: int
-) -> Decision:
+def reconcile(state: ProfileState, routing: Routing, source: Source, timestamp_ms: int) -> Decision:
     """Bring every connection the profile concerns in line with what its partner should hold."""
     candidates: dict[str, ConnectionConfig | None] = {}
-    for audience_id, membership in state.memberships.items():
-        if membership.member:
+    for audience_id, membership in state["memberships"].items():
+        if membership["member"]:
             for member_connection in routing.connections_for(audience_id):
                 candidates[member_connection.connection_id] = member_connection
-    for connection_id in state.sent:
+    for connection_id in state["sent"]:
         if connection_id not in candidates:
             candidates[connection_id] = routing.find_connection(connection_id)
 
-    sent = dict(state.sent)
+    sent = dict(state["sent"])
     decision = Decision(state=state)
     for connection_id, connection in candidates.items():
         output = routing.find_output(connection.output_id) if connection else None
@@ -192,8 +232,10 @@ def reconcile(
             _reconcile_connection(builder, sent, decision)
         else:
             _disconnect(builder, sent, decision)
-    if not _same_entries(sent, state.sent):
-        decision.state = state.model_copy(update={"sent": sent})
+    if not _same_entries(sent, state["sent"]):
+        changed = state.copy()
+        changed["sent"] = sent
+        decision.state = changed
     return decision
 
 
@@ -209,7 +251,7 @@ def _disconnect(builder: _RecordBuilder, sent: dict[str, SentState], decision: D
     connection = builder.connection
     held = sent.pop(connection.connection_id, None)
     if held is not None and connection.on_disconnect == "remove":
-        decision.records.append(builder.record("remove", held.identities, {}))
+        decision.records.append(builder.record("remove", held["identities"], {}))
     if held is None and is_member(builder.state, connection.audience_id):
         decision.drops.append(builder.drop("inactive"))
 
@@ -219,16 +261,16 @@ def _reconcile_connection(
 ) -> None:
     state, connection, output = builder.state, builder.connection, builder.output
     member = is_member(state, connection.audience_id)
-    allowed = consent_allows(state.consent, connection)
+    allowed = consent_allows(state["consent"], connection)
     held = sent.get(connection.connection_id)
-    wanted = accepted_identities(state, output) if member and allowed else ()
+    wanted = accepted_identities(state, output) if member and allowed else {}
     if member and not allowed:
         decision.drops.append(builder.drop("consent"))
     elif member and not wanted:
         decision.drops.append(builder.drop("no_accepted_identity"))
     if not wanted:
         if held is not None:
-            decision.records.append(builder.record("remove", held.identities, {}))
+            decision.records.append(builder.record("remove", held["identities"], {}))
             del sent[connection.connection_id]
         return
     attributes = forwarded_attributes(state, connection, output)
@@ -237,28 +279,41 @@ def _reconcile_connection(
     if held is None:
         decision.records.append(builder.record("add", wanted, attributes))
     else:
-        lost = tuple(identity for identity in held.identities if identity not in wanted)
-        gained = tuple(identity for identity in wanted if identity not in held.identities)
+        held_identities = held["identities"]
+        same = held_identities == wanted
+        lost = {} if same else _missing(held_identities, wanted)
+        gained = {} if same else _missing(wanted, held_identities)
         if lost:
             decision.records.append(builder.record("remove", lost, {}))
         if gained:
             decision.records.append(builder.record("add", gained, attributes))
         else:
-            changed = _changed_attributes(held.attributes, attributes)
+            changed = _changed_attributes(held["attributes"], attributes)
             if changed:
                 decision.records.append(builder.record("attribute_update", wanted, changed))
-        if not lost and not gained and held.attributes == attributes:
+        if not lost and not gained and held["attributes"] == attributes:
             return
-    sent[connection.connection_id] = SentState(
-        output_id=output.output_id,
-        audience_id=connection.audience_id,
-        identities=wanted,
-        attributes=attributes,
-    )
+    sent[connection.connection_id] = {
+        "output_id": output.output_id,
+        "audience_id": connection.audience_id,
+        "identities": wanted,
+        "attributes": attributes,
+    }
+
+
+def _missing(identities: Identities, from_: Identities) -> Identities:
+    """The identities that ``from_`` does not hold, in their order."""
+    missing: Identities = {}
+    for identity_type, values in identities.items():
+        there = from_.get(identity_type, ())
+        kept = [value for value in values if value not in there]
+        if kept:
+            missing[identity_type] = kept
+    return missing
 
 
 def erase(
-    state: ProfileState, erasure: ProfileErasure, routing: Routing, source: SourceRef
+    state: ProfileState, erasure: ProfileErasureData, routing: Routing, source: Source
 ) -> Decision:
     """Remove the profile from every output that holds it, then forget it entirely.
 
@@ -266,24 +321,28 @@ def erase(
     """
     decision = Decision(state=None)
     sent_to: set[str] = set()
-    for connection_id, held in state.sent.items():
+    for connection_id, held in state["sent"].items():
         connection = routing.find_connection(connection_id)
-        output = routing.find_output(held.output_id)
+        output = routing.find_output(held["output_id"])
         if connection is None or output is None:
             continue
-        builder = _RecordBuilder(state, connection, output, source, erasure.timestamp_ms)
-        decision.records.append(builder.record("remove", held.identities, {}))
+        builder = _RecordBuilder(state, connection, output, source, erasure["timestamp_ms"])
+        decision.records.append(builder.record("remove", held["identities"], {}))
         sent_to.add(output.output_id)
+    mpid = state["mpid"]
     for output_id in sorted(sent_to | routing.outputs.keys()):
-        decision.erasure_statuses.append(
-            ErasureStatus(
-                request_id=erasure.request_id,
-                mpid=state.mpid,
-                output_id=output_id,
-                status="sent" if output_id in sent_to else "skipped",
-                timestamp_ms=erasure.timestamp_ms,
-            )
+        status: Literal["sent", "skipped"] = "sent" if output_id in sent_to else "skipped"
+        # The field order of schemas.records.ErasureStatus: the same bytes as its JSON.
+        value = dumps(
+            {
+                "request_id": erasure["request_id"],
+                "mpid": mpid,
+                "output_id": output_id,
+                "status": status,
+                "timestamp_ms": erasure["timestamp_ms"],
+            }
         )
+        decision.erasure_statuses.append(ErasureOutcome(output_id, status, mpid, value))
     return decision
 
 
@@ -296,40 +355,52 @@ def _changed_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[s
     }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _RecordBuilder:
     state: ProfileState
     connection: ConnectionConfig
     output: Output
-    source: SourceRef
+    source: Source
     timestamp_ms: int
 
     def drop(self, reason: DropReason) -> Drop:
         return Drop(reason, self.output.output_id, self.connection.connection_id)
 
     def record(
-        self, action: Action, identities: tuple[Identity, ...], attributes: dict[str, Any]
-    ) -> OutboundRecord:
-        membership = self.state.memberships.get(self.connection.audience_id)
-        return OutboundRecord(
-            record_id=record_id(
-                self.source, self.state.mpid, self.connection.connection_id, action
-            ),
-            output_id=self.output.output_id,
-            partner=self.output.partner,
-            connection_id=self.connection.connection_id,
-            audience_id=self.connection.audience_id,
-            audience_name=membership.audience_name if membership else None,
-            mpid=self.state.mpid,
-            action=action,
-            identities=list(identities),
-            attributes=attributes,
-            timestamp_ms=self.timestamp_ms,
-            source=self.source,
+        self, action: Action, identities: Identities, attributes: dict[str, Any]
+    ) -> Outbound:
+        state, connection, output, source = self.state, self.connection, self.output, self.source
+        mpid = state["mpid"]
+        membership: MembershipState | None = state["memberships"].get(connection.audience_id)
+        # The field order of schemas.records.OutboundRecord: the same bytes as its JSON.
+        value = dumps(
+            {
+                "record_id": record_id(source, mpid, connection.connection_id, action),
+                "output_id": output.output_id,
+                "partner": output.partner,
+                "connection_id": connection.connection_id,
+                "audience_id": connection.audience_id,
+                "audience_name": membership["audience_name"] if membership else None,
+                "mpid": mpid,
+                "action": action,
+                "identities": [
+                    {"type": identity_type, "value": value, "encoding": "raw"}
+                    for identity_type, values in identities.items()
+                    for value in values
+                ],
+                "attributes": attributes,
+                "timestamp_ms": self.timestamp_ms,
+                "source": {
+                    "topic": source.topic,
+                    "partition": source.partition,
+                    "offset": source.offset,
+                },
+            }
         )
+        return Outbound(output.output_id, connection.connection_id, action, mpid, value)
 
 
-def record_id(source: SourceRef, mpid: str, connection_id: str, action: Action) -> str:
+def record_id(source: Source, mpid: str, connection_id: str, action: Action) -> str:
     """Deterministic from the source coordinates, the profile, the connection and the action.
 
     A re-delivery after a crash reprocesses the same source record and so carries the same id,

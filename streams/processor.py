@@ -24,26 +24,19 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
-from pydantic import TypeAdapter
 
 from core.dead_letters import dead_letter
 from core.routing import Routing
-from schemas.parsing import InvalidRecordError, check_key, parse, parse_union
-from schemas.records import (
-    ConnectionConfig,
-    MembershipEvent,
-    ProfileRecord,
-    ProfileUpdate,
-    SourceRef,
-    SyncRequest,
-)
-from schemas.state import ProfileState
+from schemas.parsing import InvalidRecordError, check_key, parse
+from schemas.plain import InputEventData, parse_membership_event, parse_profile_record
+from schemas.records import ConnectionConfig, SourceRef, SyncRequest
+from schemas.state import ProfileState, dump_profile, load_profile, new_profile
 from streams import metrics
-from streams.forwarding import Decision, InputEvent, decide, new_profile, reconcile
+from streams.forwarding import Decision, Source, decide, reconcile
+from streams.tally import BatchMetrics
 
 log = logging.getLogger(__name__)
 
-PROFILE_RECORD = TypeAdapter[ProfileRecord](ProfileRecord)
 # Profiles reconciled per send-and-store round of a sync: bounds memory and unacked sends.
 SYNC_CHUNK = 5000
 TOO_LARGE = "too_large"
@@ -61,7 +54,11 @@ class InputRecord:
     timestamp_s: float
 
     @property
-    def source(self) -> SourceRef:
+    def source(self) -> Source:
+        return Source(self.topic, self.partition, self.offset)
+
+    @property
+    def source_ref(self) -> SourceRef:
         return SourceRef(topic=self.topic, partition=self.partition, offset=self.offset)
 
 
@@ -118,6 +115,7 @@ class _Unit:
     pending: list[Awaitable[Any]] = field(default_factory=list)
     # Kafka timestamps (seconds) of the input records that caused sends: for the latency metric.
     sources_sent: list[float] = field(default_factory=list)
+    metrics: BatchMetrics = field(default_factory=BatchMetrics)
 
     def held(self, partition: int, key: bytes) -> tuple[ProfileState | None, bytes | None] | None:
         return self.touched.get(partition, {}).get(key)
@@ -128,11 +126,11 @@ def state_key(partition: int, mpid: str) -> bytes:
     return f"{partition}:{mpid}".encode()
 
 
-def parse_input(topic_is_profiles: bool, key: bytes | None, value: bytes | None) -> InputEvent:
-    event: InputEvent = (
-        parse_union(PROFILE_RECORD, value) if topic_is_profiles else parse(MembershipEvent, value)
+def parse_input(topic_is_profiles: bool, key: bytes | None, value: bytes | None) -> InputEventData:
+    event: InputEventData = (
+        parse_profile_record(value) if topic_is_profiles else parse_membership_event(value)
     )
-    check_key(key, event.mpid, "mpid")
+    check_key(key, event["mpid"], "mpid")
     return event
 
 
@@ -145,10 +143,11 @@ def check_size(record: InputRecord, limits: Limits) -> None:
         )
 
 
-def check_identities(event: InputEvent, limits: Limits) -> None:
-    if not isinstance(event, ProfileUpdate):
+def check_identities(event: InputEventData, limits: Limits) -> None:
+    identities = event.get("identities")
+    if not isinstance(identities, dict):
         return
-    for identity_type, values in event.identities.items():
+    for identity_type, values in identities.items():
         if isinstance(values, list) and len(values) > limits.max_identity_values:
             raise InvalidRecordError(
                 TOO_LARGE,
@@ -218,13 +217,14 @@ class InputProcessor:
         except InvalidRecordError as error:
             unit.pending.append(await self._dead_letter(record, error))
             return
-        key = state_key(record.partition, parsed.mpid)
+        mpid = parsed["mpid"]
+        key = state_key(record.partition, mpid)
         held = unit.held(record.partition, key)
         if held is not None:
-            state = held[0] or new_profile(parsed.mpid)
+            state = held[0] or new_profile(mpid)
         else:
             stored = self.store.get(record.partition, key)
-            state = ProfileState.model_validate_json(stored) if stored else new_profile(parsed.mpid)
+            state = load_profile(stored) if stored else new_profile(mpid)
         decision = decide(state, parsed, self.routing, record.source)
         try:
             encoded = self._encode(decision)
@@ -232,16 +232,15 @@ class InputProcessor:
             # The profile stays as it was: the event's effect would not fit in Kafka.
             unit.pending.append(await self._dead_letter(record, error))
             return
-        await self._send(unit, decision, encoded)
+        await self._send(unit, decision)
         if decision.records:
             unit.sources_sent.append(record.timestamp_s)
-        unit.touched.setdefault(record.partition, {})[key] = (decision.state, encoded[0])
+        unit.touched.setdefault(record.partition, {})[key] = (decision.state, encoded)
 
-    def _encode(self, decision: Decision) -> tuple[bytes | None, list[bytes]]:
-        """The new state and the records, serialized once; too_large when one would not fit."""
-        state = decision.state.model_dump_json().encode() if decision.state else None
-        records = [record.model_dump_json().encode() for record in decision.records]
-        largest = max([len(state or b""), *(len(record) for record in records)])
+    def _encode(self, decision: Decision) -> bytes | None:
+        """The new state, serialized; too_large when it or a record would not fit."""
+        state = dump_profile(decision.state) if decision.state is not None else None
+        largest = max([len(state or b""), *(len(record.value) for record in decision.records)])
         if largest > self.limits.max_record_bytes:
             raise InvalidRecordError(
                 TOO_LARGE,
@@ -249,7 +248,7 @@ class InputProcessor:
                 f"{largest} bytes, more than the {self.limits.max_record_bytes} allowed "
                 "(FORWARDER_MAX_RECORD_BYTES)",
             )
-        return state, records
+        return state
 
     async def _sync(self, partition: int, requests: Sequence[InputRecord]) -> None:
         """Reconcile this partition's profiles concerned by some config changes, in one scan."""
@@ -285,7 +284,7 @@ class InputProcessor:
                 stored = self.store.get(partition, key)
                 if stored is None or not any(needle in stored for needle in needles):
                     continue
-                state = ProfileState.model_validate_json(stored)
+                state = load_profile(stored)
                 decision = reconcile(state, self.routing, source, timestamp)
                 if decision.state is state:
                     continue
@@ -295,9 +294,9 @@ class InputProcessor:
                     # Only a state written under a larger limit can get here; it stays as it is.
                     log.warning("sync skipped a profile whose records exceed the size limit")
                     continue
-                await self._send(unit, decision, encoded)
+                await self._send(unit, decision)
                 sent += len(decision.records)
-                unit.touched.setdefault(partition, {})[key] = (decision.state, encoded[0])
+                unit.touched.setdefault(partition, {})[key] = (decision.state, encoded)
             await self._flush(unit)
             for connection_id in connections:
                 metrics.SYNC_PROFILES_DONE.labels(connection_id).inc(len(chunk))
@@ -326,6 +325,7 @@ class InputProcessor:
         # Acknowledged by Kafka before any state says they were sent.
         await self.wait_acknowledged(unit.pending)
         acknowledged = time.time()
+        unit.metrics.flush()
         for timestamp in unit.sources_sent:
             metrics.LATENCY.observe(max(0.0, acknowledged - timestamp))
         for partition, touched in unit.touched.items():
@@ -346,26 +346,17 @@ class InputProcessor:
                     f"{self.limits.ack_timeout_s:.0f} s (FORWARDER_ACK_TIMEOUT_S)"
                 ) from None
 
-    async def _send(
-        self, unit: _Unit, decision: Decision, encoded: tuple[bytes | None, list[bytes]]
-    ) -> None:
-        for record, value in zip(decision.records, encoded[1], strict=True):
+    async def _send(self, unit: _Unit, decision: Decision) -> None:
+        for record in decision.records:
             topic = await self.topics.outbound(record.output_id)
-            unit.pending.append(await self.producer.send(topic, record.mpid.encode(), value))
-            metrics.FORWARDED.labels(record.output_id, record.connection_id, record.action).inc()
-            metrics.LAST_RECORD.labels(record.output_id, record.connection_id).set_to_current_time()
+            unit.pending.append(await self.producer.send(topic, record.mpid.encode(), record.value))
         for status in decision.erasure_statuses:
             unit.pending.append(
                 await self.producer.send(
-                    self.topics.erasure_status,
-                    status.mpid.encode(),
-                    status.model_dump_json().encode(),
+                    self.topics.erasure_status, status.mpid.encode(), status.value
                 )
             )
-        for drop in decision.drops:
-            metrics.DROPPED.labels(
-                drop.output_id or "", drop.connection_id or "", drop.reason
-            ).inc()
+        unit.metrics.count(decision)
 
     async def _dead_letter(self, record: InputRecord, error: InvalidRecordError) -> Awaitable[Any]:
         return await send_dead_letter(
@@ -389,7 +380,7 @@ async def send_dead_letter(
     """Send a dead letter now (``value`` replaces the record's, e.g. redacted); returns the
     delivery future to wait on."""
     letter = dead_letter(
-        record.source,
+        record.source_ref,
         record.key,
         record.value if value is None else value,
         error.kind,

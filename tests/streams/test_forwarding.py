@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.routing import Routing
 from partners.catalog import resolve_output
+from schemas.plain import (
+    InputEventData,
+    MembershipEventData,
+    ProfileUpdateData,
+    parse_membership_event,
+    parse_profile_record,
+)
 from schemas.records import (
     ConnectionConfig,
+    ErasureStatus,
     IdentityType,
-    MembershipEvent,
     OutboundRecord,
     OutputConfig,
-    ProfileUpdate,
-    SourceRef,
 )
-from schemas.state import ProfileState
-from streams.forwarding import InputEvent, accepted_identities, decide, new_profile, record_id
+from schemas.state import ProfileState, dump_profile, load_profile
+from streams.forwarding import (
+    Decision,
+    Source,
+    accepted_identities,
+    decide,
+    new_profile,
+    record_id,
+)
 
 I = IdentityType
 
@@ -64,33 +78,73 @@ def routing_of(outputs: list[OutputConfig], connections: list[ConnectionConfig])
     return routing
 
 
-def update(mpid: str, ts: int = 1, identities: Any = None, attributes: Any = None) -> ProfileUpdate:
-    return ProfileUpdate.model_validate(
-        {
-            "type": "profile_update",
-            "mpid": mpid,
-            "timestamp_ms": ts,
-            "identities": identities or {},
-            "attributes": attributes or {},
-        },
-        strict=False,
+def update(
+    mpid: str,
+    ts: int = 1,
+    identities: Any = None,
+    attributes: Any = None,
+    consent: Any = None,
+) -> ProfileUpdateData:
+    record = {
+        "type": "profile_update",
+        "mpid": mpid,
+        "timestamp_ms": ts,
+        # str(): IdentityType keys as JSON object keys
+        "identities": {str(kind): value for kind, value in (identities or {}).items()},
+        "attributes": attributes or {},
+    }
+    if consent is not None:
+        record["consent"] = consent
+    # json, not orjson: it writes integers beyond 64 bits, as producers may
+    parsed = parse_profile_record(json.dumps(record).encode())
+    assert parsed["type"] == "profile_update"
+    return parsed
+
+
+def membership(
+    mpid: str, action: str, ts: int = 1, audience: str = "aud-42"
+) -> MembershipEventData:
+    return parse_membership_event(
+        orjson.dumps(
+            {
+                "mpid": mpid,
+                "audience_id": audience,
+                "audience_name": "High LTV",
+                "action": action,
+                "timestamp_ms": ts,
+            }
+        )
     )
 
 
-def membership(mpid: str, action: str, ts: int = 1, audience: str = "aud-42") -> MembershipEvent:
-    return MembershipEvent.model_validate(
-        {
-            "mpid": mpid,
-            "audience_id": audience,
-            "audience_name": "High LTV",
-            "action": action,
-            "timestamp_ms": ts,
-        }
-    )
+def contract_records(decision: Decision) -> list[OutboundRecord]:
+    """The decision's records read back as the contract model, checking that each one's bytes
+    are exactly the model's own JSON and that the routing fields beside them agree."""
+    records = []
+    for outbound in decision.records:
+        record = OutboundRecord.model_validate_json(outbound.value)
+        assert outbound.value == record.model_dump_json().encode()
+        assert (outbound.output_id, outbound.connection_id, outbound.action, outbound.mpid) == (
+            record.output_id,
+            record.connection_id,
+            record.action,
+            record.mpid,
+        )
+        records.append(record)
+    for outcome in decision.erasure_statuses:
+        status = ErasureStatus.model_validate_json(outcome.value)
+        assert outcome.value == status.model_dump_json().encode()
+        assert (outcome.output_id, outcome.status, outcome.mpid) == (
+            status.output_id,
+            status.status,
+            status.mpid,
+        )
+    return records
 
 
 class Replay:
-    """Feeds events through decide() the way the worker does, one offset each."""
+    """Feeds events through decide() the way the worker does, one offset each, storing each
+    state as the table does (encoded, and decoded for the next event)."""
 
     def __init__(self, routing: Routing) -> None:
         self.routing = routing
@@ -99,15 +153,17 @@ class Replay:
         self.drops: list[str] = []
         self.offset = 0
 
-    def feed(self, *events: InputEvent) -> list[OutboundRecord]:
+    def feed(self, *events: InputEventData) -> list[OutboundRecord]:
         out: list[OutboundRecord] = []
         for event in events:
-            state = self.states.get(event.mpid) or new_profile(event.mpid)
-            source = SourceRef(topic="in", partition=0, offset=self.offset)
+            mpid = event["mpid"]
+            state = self.states.get(mpid) or new_profile(mpid)
+            source = Source(topic="in", partition=0, offset=self.offset)
             self.offset += 1
             decision = decide(state, event, self.routing, source)
-            self.states[event.mpid] = decision.state
-            out.extend(decision.records)
+            assert decision.state is not None
+            self.states[mpid] = load_profile(dump_profile(decision.state))
+            out.extend(contract_records(decision))
             self.drops.extend(drop.reason for drop in decision.drops)
         self.records.extend(out)
         return out
@@ -120,7 +176,7 @@ def seed_routing() -> Routing:
     )
 
 
-def seed_profiles() -> list[ProfileUpdate]:
+def seed_profiles() -> list[ProfileUpdateData]:
     profiles = []
     for n in range(100):
         identities: dict[str, Any] = {"ios_idfa": f"IDFA-{n}"}
@@ -169,7 +225,7 @@ def test_inactive_connection_forwards_nothing_and_memberships_are_kept() -> None
     routing.put_connection(connection("c-b", "partner-b", status="inactive"))
     assert replay.feed(update("1", ts=2, attributes={"x": 1})) == []
     assert "inactive" in replay.drops
-    assert replay.states["1"].memberships["aud-42"].member
+    assert replay.states["1"]["memberships"]["aud-42"]["member"]
 
 
 def test_attributes_go_only_when_listed_and_supported() -> None:
@@ -200,8 +256,8 @@ def test_merge_semantics_null_removes_absent_keeps_and_lists_are_values() -> Non
     )
     replay.feed(update("1", ts=2, identities={"email": None}, attributes={"b": 2, "a": None}))
     state = replay.states["1"]
-    assert state.identities == {I.PUSH_TOKEN: ("t1", "t2")}
-    assert state.attributes == {"b": 2}
+    assert state["identities"] == {I.PUSH_TOKEN: ["t1", "t2"]}
+    assert state["attributes"] == {"b": 2}
 
 
 def test_remove_carries_the_identities_sent_with_the_add() -> None:
@@ -226,17 +282,20 @@ def test_stale_membership_event_is_ignored_and_counted() -> None:
     replay = Replay(seed_routing())
     replay.feed(update("1", identities={"email": "a@x"}), membership("1", "add", ts=10))
     assert replay.feed(membership("1", "remove", ts=5)) == []
-    assert replay.states["1"].memberships["aud-42"].member
+    assert replay.states["1"]["memberships"]["aud-42"]["member"]
     assert "stale_event" in replay.drops
 
 
 def test_record_id_is_deterministic_per_source_profile_connection_and_action() -> None:
-    source = SourceRef(topic="t", partition=1, offset=2)
+    source = Source(topic="t", partition=1, offset=2)
     assert record_id(source, "p", "c", "add") == record_id(source, "p", "c", "add")
     assert record_id(source, "p", "c", "add") != record_id(source, "p", "c", "remove")
     assert record_id(source, "p", "c", "add") != record_id(source, "q", "c", "add")
-    other = SourceRef(topic="t", partition=1, offset=3)
+    other = Source(topic="t", partition=1, offset=3)
     assert record_id(source, "p", "c", "add") != record_id(other, "p", "c", "add")
+    # Ids already delivered stay valid: the same inputs give the id earlier versions gave.
+    pinned = record_id(Source("profile-updates", 3, 41), "mpid-7", "c-1", "add")
+    assert pinned == "d849e82419bef7bc66d8450f89e765fd"
 
 
 # Property: whatever the order of events, every partner ends up holding exactly the current
@@ -302,15 +361,19 @@ def test_partners_converge_to_current_members_accepted_identities(events: list[A
     for mpid, state in replay.states.items():
         for conn in routing.connections.values():
             out = routing.outputs[conn.output_id]
-            member = state.memberships.get(conn.audience_id)
+            member = state["memberships"].get(conn.audience_id)
             expected = (
-                {(i.type.value, i.value) for i in accepted_identities(state, out)}
-                if member and member.member
+                {
+                    (identity_type, value)
+                    for identity_type, values in accepted_identities(state, out).items()
+                    for value in values
+                }
+                if member and member["member"]
                 else set()
             )
             assert partner.get((conn.connection_id, mpid), set()) == expected
             if expected and conn.forwarded_attributes:
-                wanted = {k: state.attributes.get(k) for k in conn.forwarded_attributes}
+                wanted = {k: state["attributes"].get(k) for k in conn.forwarded_attributes}
                 got = attributes_at_partner[(conn.connection_id, mpid)]
                 assert {k: got.get(k) for k in conn.forwarded_attributes} == wanted
 

@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.records import ConnectionConfig, Consent, ProfileErasure, SourceRef
-from streams.forwarding import decide, reconcile
-from tests.streams.test_forwarding import Replay, connection, membership, output, routing_of, update
+from schemas.plain import parse_profile_record
+from schemas.records import ConnectionConfig, ErasureStatus
+from streams.forwarding import Source, decide, reconcile
+from tests.streams.test_forwarding import (
+    Replay,
+    connection,
+    contract_records,
+    membership,
+    output,
+    routing_of,
+    update,
+)
 
 
 def consent_update(mpid: str, ts: int, marketing: bool | None = None, opt_out: Any = None) -> Any:
@@ -15,7 +24,7 @@ def consent_update(mpid: str, ts: int, marketing: bool | None = None, opt_out: A
         consent["gdpr"] = {"marketing": {"consented": marketing, "timestamp_ms": ts}}
     if opt_out is not None:
         consent["ccpa"] = {"data_sale_opt_out": opt_out, "timestamp_ms": ts}
-    return update(mpid, ts=ts).model_copy(update={"consent": Consent.model_validate(consent)})
+    return update(mpid, ts=ts, consent=consent)
 
 
 def with_connection(replay: Replay, **changes: Any) -> ConnectionConfig:
@@ -27,11 +36,11 @@ def with_connection(replay: Replay, **changes: Any) -> ConnectionConfig:
 
 def sync(replay: Replay, mpid: str) -> list[Any]:
     decision = reconcile(
-        replay.states[mpid], replay.routing, SourceRef(topic="sync", partition=0, offset=0), 5
+        replay.states[mpid], replay.routing, Source(topic="sync", partition=0, offset=0), 5
     )
     assert decision.state is not None
     replay.states[mpid] = decision.state
-    return decision.records
+    return contract_records(decision)
 
 
 def email_replay() -> Replay:
@@ -66,7 +75,7 @@ def test_deleting_a_connection_or_its_output_stops_it_with_its_on_disconnect() -
     replay = email_replay()
     replay.routing.delete_output("partner-b")
     assert sync(replay, "1") == []  # on_disconnect "keep" (the default)
-    assert replay.states["1"].sent == {}
+    assert replay.states["1"]["sent"] == {}
 
 
 def test_erasure_removes_from_every_holder_reports_per_output_and_forgets() -> None:
@@ -76,17 +85,18 @@ def test_erasure_removes_from_every_holder_reports_per_output_and_forgets() -> N
     )
     replay = Replay(routing)
     replay.feed(membership("1", "add"), update("1", identities={"email": "a@x"}))
-    erasure = ProfileErasure.model_validate_json(
+    erasure = parse_profile_record(
         b'{"type": "profile_erasure", "mpid": "1", "request_id": "r-1", "timestamp_ms": 9}'
     )
     decision = decide(
-        replay.states["1"], erasure, routing, SourceRef(topic="t", partition=0, offset=9)
+        replay.states["1"], erasure, routing, Source(topic="t", partition=0, offset=9)
     )
     assert decision.state is None
-    assert [(r.output_id, r.action, r.identities[0].value) for r in decision.records] == [
+    assert [(r.output_id, r.action, r.identities[0].value) for r in contract_records(decision)] == [
         ("partner-b", "remove", "a@x")
     ]
-    assert [(s.output_id, s.status, s.request_id) for s in decision.erasure_statuses] == [
+    statuses = [ErasureStatus.model_validate_json(s.value) for s in decision.erasure_statuses]
+    assert [(s.output_id, s.status, s.request_id) for s in statuses] == [
         ("partner-b", "sent", "r-1"),
         ("partner-c", "skipped", "r-1"),
     ]

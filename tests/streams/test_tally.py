@@ -1,0 +1,35 @@
+"""Per-batch metric counts reach Prometheus when the batch is flushed, summed per label set."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import REGISTRY
+
+from streams.forwarding import Decision, Drop, Outbound
+from streams.tally import BatchMetrics
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_counts_are_applied_once_per_batch_and_then_start_over() -> None:
+    labels = {"output_id": "tally-out", "connection_id": "tally-c"}
+    before_add = sample("forwarder_records_forwarded_total", **labels, action="add")
+    before_drop = sample("forwarder_records_dropped_total", **labels, reason="consent")
+    add = Outbound("tally-out", "tally-c", "add", "1", b"{}")
+    decision = Decision(
+        state=None, records=[add, add], drops=[Drop("consent", "tally-out", "tally-c")]
+    )
+    tally = BatchMetrics()
+    tally.count(decision)
+    tally.count(decision)
+    assert sample("forwarder_records_forwarded_total", **labels, action="add") == before_add
+    flushed_at = time.time()
+    tally.flush()
+    assert sample("forwarder_records_forwarded_total", **labels, action="add") == before_add + 4
+    assert sample("forwarder_records_dropped_total", **labels, reason="consent") == before_drop + 2
+    assert sample("forwarder_last_record_timestamp_seconds", **labels) >= flushed_at
+    tally.flush()  # nothing counted since: nothing added
+    assert sample("forwarder_records_forwarded_total", **labels, action="add") == before_add + 4
