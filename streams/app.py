@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -23,9 +24,22 @@ from schemas import topics
 from schemas.parsing import InvalidRecordError
 from schemas.records import SyncRequest
 from streams import metrics
-from streams.faust_glue import BoundedWorker, HeldBatch, TableStore, credentials, held_batches
+from streams.faust_glue import (
+    BoundedWorker,
+    HeldBatch,
+    TableStore,
+    credentials,
+    exit_now,
+    held_batches,
+)
 from streams.health import WorkerHealth
-from streams.processor import InputProcessor, Limits, ProcessorTopics, send_dead_letter
+from streams.processor import (
+    InputProcessor,
+    InputRecord,
+    Limits,
+    ProcessorTopics,
+    send_dead_letter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +131,8 @@ class Forwarder:
             config_applied=self.config_view.applied,
         )
         self.health = WorkerHealth(settings.stall_timeout_s)
-        self.worker: BoundedWorker | None = None
+        self._draining = False
+        self._in_flight = 0
 
         # concurrency stays 1: offsets are committed in order only for one task per partition.
         self.app.agent(self.inputs, name="forward")(self._forward)
@@ -226,23 +241,35 @@ class Forwarder:
             self.app, stream, self.settings.batch_max, self.settings.batch_within_ms / 1000
         )
         async for batch in batches:
-            if not await self._run(batch, self.processor.process(batch.records)):
+            if not await self._run(batch, self.processor.process):
                 return
 
-    async def _run(self, batch: HeldBatch, work: Awaitable[None]) -> bool:
-        """Run a batch's work; release its offsets only when it finished. Any failure stops
-        the worker (non-zero exit) with the batch uncommitted: the next owner reads it again."""
+    async def _run(
+        self, batch: HeldBatch, work: Callable[[list[InputRecord]], Awaitable[None]]
+    ) -> bool:
+        """Run a batch's work; release its offsets only when it finished. Returns whether to
+        go on. Any failure exits the process at once, with the batch uncommitted: the next
+        owner reads it again."""
+        if self._draining:
+            return False  # stopping: the batch stays uncommitted for the next owner
+        self._in_flight += 1
         try:
-            await work
+            await work(batch.records)
         except Exception as error:
-            log.exception("processing failed; stopping the worker without committing the batch")
+            log.exception("processing failed; the batch is left uncommitted")
             self.health.crashed(error)
-            if self.worker is not None:
-                self.worker.stop_within_deadline(exit_code=1)
-            return False
+            exit_now(1, f"processing failed: {type(error).__name__}")
+        finally:
+            self._in_flight -= 1
         batch.release()
         self.health.batch_done(batch.records)
-        return True
+        return not self._draining
+
+    async def drain(self) -> None:
+        """Start no new batch and wait for the ones in flight (SIGTERM's first step)."""
+        self._draining = True
+        while self._in_flight:  # noqa: ASYNC110 (a counter of two agents, polled briefly)
+            await asyncio.sleep(0.02)
 
     async def _validate_config(self, stream: StreamT[Any]) -> None:
         """Dead-letter bad config records and ask every partition to sync after good ones.
@@ -250,13 +277,13 @@ class Forwarder:
         One worker owns each config partition, so each record is reported and synced once.
         """
         async for batch in held_batches(self.app, stream, 100, 0.05):
-            if not await self._run(batch, self._validate_batch(batch)):
+            if not await self._run(batch, self._validate_batch):
                 return
 
-    async def _validate_batch(self, batch: HeldBatch) -> None:
+    async def _validate_batch(self, records: list[InputRecord]) -> None:
         outputs_topic = self.settings.topic(topics.OUTPUTS)
         pending: list[Awaitable[Any]] = []
-        for record in batch.records:
+        for record in records:
             is_output = record.topic == outputs_topic
             try:
                 # A scratch Routing: this only validates; the config view applies.
@@ -321,20 +348,20 @@ class Forwarder:
 
     def run_worker(self) -> int:
         """Run the Faust worker until it stops; returns the process exit code."""
-        self.worker = BoundedWorker(
+        worker = BoundedWorker(
             self.app,
+            drain=self.drain,
             loglevel=self.settings.log_level.upper(),
             shutdown_timeout_s=self.settings.shutdown_timeout_s,
         )
         # Faust's terminal spinner sets the root logger to DEBUG at levels above info, which
         # then builds a record for every debug line (measured: about 7% of the worker's CPU).
-        self.worker.spinner = None
+        worker.spinner = None
         try:
-            self.worker.execute_from_commandline()
+            worker.execute_from_commandline()
         except SystemExit as stopped:
-            if stopped.code not in (None, 0):
-                return 1
-        return self.worker.exit_code
+            return 0 if stopped.code in (None, 0) else 1
+        return 0
 
     def _add_web_views(self) -> None:
         config_view, app = self.config_view, self.app

@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -169,28 +169,56 @@ class TableStore:
 
 
 class BoundedWorker(faust.Worker):
-    """Faust's worker, stopped within ``shutdown_timeout_s`` of SIGTERM whatever it is doing:
-    a task that does not finish (a send whose acknowledgement never comes, a rebalance that
-    hangs) must not keep an orchestrator waiting. What was not finished is not committed."""
+    """Faust's worker, stopped by SIGTERM or SIGINT in two steps, within ``shutdown_timeout_s``.
 
-    def __init__(self, *services: Any, shutdown_timeout_s: float, **options: Any) -> None:
+    First ``drain``: no new batch starts and the one in flight finishes, so that none of its
+    changelog writes can land after the group has given its partitions to another worker (a
+    write that late would overwrite the new owner's newer state). Then Faust's own stop, which
+    commits what finished and leaves the group. Past the deadline the process exits at once
+    (exit code 1): a send whose acknowledgement never comes must not keep an orchestrator
+    waiting, and what was not finished is not committed.
+    """
+
+    def __init__(
+        self,
+        *services: Any,
+        drain: Callable[[], Awaitable[None]],
+        shutdown_timeout_s: float,
+        **options: Any,
+    ) -> None:
         super().__init__(*services, **options)
+        self._drain = drain
         self._shutdown_timeout_s = shutdown_timeout_s
-        self.exit_code = 0
+        self._stopping = False
+        self._draining: asyncio.Future[None] | None = None
 
     def _on_sigterm(self) -> None:
-        self.stop_within_deadline(0)
+        self._stop_after_drain(signal.SIGTERM)
 
-    def stop_within_deadline(self, exit_code: int) -> None:
-        """Stop gracefully; exit with ``exit_code`` (or 1 when the deadline passes first)."""
-        self.exit_code = self.exit_code or exit_code
-        timer = threading.Timer(self._shutdown_timeout_s, _exit_now, args=(self,))
+    def _on_sigint(self) -> None:
+        self._stop_after_drain(signal.SIGINT)
+
+    def _stop_after_drain(self, received: signal.Signals) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        timer = threading.Timer(
+            self._shutdown_timeout_s, exit_now, args=(1, "stopping took too long")
+        )
         timer.daemon = True
         timer.start()
-        self._schedule_shutdown(signal.SIGTERM)
+        self._draining = asyncio.ensure_future(self._drain_then_stop(received))
+
+    async def _drain_then_stop(self, received: signal.Signals) -> None:
+        try:
+            await self._drain()
+        finally:
+            self._schedule_shutdown(received)
 
 
-def _exit_now(worker: BoundedWorker) -> None:
-    log.error("stopping took longer than %.0f s: exiting now", worker._shutdown_timeout_s)
+def exit_now(code: int, reason: str) -> None:
+    """Exit without stopping anything, as a kill would: nothing unfinished is flushed, so no
+    write of an abandoned batch can reach Kafka after another worker took its partitions."""
+    log.error("exiting now (code %d): %s", code, reason)
     logging.shutdown()
-    os._exit(worker.exit_code or 1)
+    os._exit(code)
