@@ -336,11 +336,6 @@ class Worker(Service):
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
-    @property
-    def group_id(self) -> str:
-        """The consumer group and Faust app id: prefixed like the topics (core.settings)."""
-        return f"{self.prefix}{self.app_id}"
-
     def env(self) -> dict[str, str]:
         env = super().env()
         env.update(

@@ -11,7 +11,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from core.kafka_admin import create_topics, topic_partitions
 from devtools.local import BOOTSTRAP, Worker, encode, produce
+from schemas import topics
 from tests.faults.ledger import (
     AUDIENCE,
     CONNECTIONS,
@@ -85,8 +87,24 @@ class Fleet:
         self.workers.append(worker)
         return worker
 
+    async def _create_copartitioned_topics(self) -> None:
+        """Created beforehand, as an operator may: the worker's own start-up check takes a
+        topic it created a moment ago, with leaders still unelected, for a missing one."""
+        options = {"bootstrap_servers": self.bootstrap}
+        names = [
+            f"{self.name}.{topic}"
+            for topic in (topics.PROFILE_UPDATES, topics.AUDIENCE_MEMBERSHIPS, topics.SYNC)
+        ]
+        changelog = f"{self.name}.{self.name}-profiles-changelog"
+        await create_topics(options, names, PARTITIONS, 1)
+        await create_topics(options, [changelog], PARTITIONS, 1, {"cleanup.policy": "compact"})
+        # Polling: leaders are elected a moment after the create answers.
+        while len(await topic_partitions(options, [*names, changelog]) or []) < 4 * PARTITIONS:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+
     def start(self, count: int) -> None:
         """The first worker gets the config; the others join it."""
+        asyncio.run(self._create_copartitioned_topics())
         first = self.new_worker()
         first.start()
         produce(

@@ -281,7 +281,8 @@ def check(
     prefix, bootstrap = first.prefix, first.bootstrap
     topics = [first.topic(name) for name in (*INPUT_TOPICS, *CONFIG_TOPICS)]
     outcome = seen or Outcome()
-    behind = asyncio.run(wait_committed(first.group_id, topics, bootstrap, timeout))
+    group = f"{first.prefix}{first.app_id}"  # the worker prefixes its group like its topics
+    behind = asyncio.run(wait_committed(group, topics, bootstrap, timeout))
     for worker in workers:
         if not worker.alive():
             outcome.problem("worker not running", f":{worker.web_port}")
@@ -304,7 +305,7 @@ def check(
         for m in asyncio.run(read(first.topic("forwarder-dead-letters")))
         if m.value is not None
     ]
-    changelog = asyncio.run(read(f"{first.group_id}-profiles-changelog"))
+    changelog = asyncio.run(read(f"{group}-profiles-changelog"))
     check_forwarded(ledger, forwarded, outcome)
     check_states(ledger, changelog, outcome)
     check_dead_letters(ledger, prefix, letters, outcome)
