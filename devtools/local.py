@@ -133,10 +133,12 @@ async def end_offsets_async(
 ) -> dict[TopicPartition, int]:
     """The end offset of every partition of ``topics`` (missing topics have none)."""
     partitions = await topic_partitions({"bootstrap_servers": bootstrap}, topics) or []
+    if not partitions:
+        return {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
-        return dict(await consumer.end_offsets(list(partitions))) if partitions else {}
+        return dict(await consumer.end_offsets(list(partitions)))
     finally:
         await consumer.stop()
 

@@ -35,9 +35,9 @@ def test_a_broker_outage_mid_stream_loses_nothing(
     fleet = Fleet(tmp_path, bootstrap=broker.bootstrap)
     try:
         fleet.start(2)
-        load = Load(fleet, make_profiles(rng, 2000, "out"), seconds=25)
+        load = Load(fleet, make_profiles(rng, 1500, "out"), seconds=20)
         load.start()
-        time.sleep(rng.uniform(6.0, 9.0))
+        time.sleep(rng.uniform(5.0, 8.0))
         broker.down()  # a controlled shutdown; its data stays
         time.sleep(OUTAGE_S)
         broker.up()
