@@ -11,6 +11,7 @@ from typing import Any
 import faust
 from faust.types import StreamT
 from faust.web import Request, Response, View
+from mode import BaseSignalT
 
 from core.config import ConfigView, apply_config
 from core.dead_letters import ENVELOPE_BYTES, redact
@@ -31,6 +32,7 @@ from streams.faust_glue import (
     credentials,
     exit_now,
     held_batches,
+    rewind_uncommitted,
 )
 from streams.health import WorkerHealth
 from streams.processor import (
@@ -139,6 +141,7 @@ class Forwarder:
         self.app.agent(self.config_topics, name="validate-config")(self._validate_config)
         self.app.task(self._run_config_view)
         self.app.timer(interval=5.0)(self._update_gauges)
+        self.app.on_rebalance_complete.connect(self._after_rebalance)
         self._add_web_views()
 
     async def create_topics(self) -> None:
@@ -319,6 +322,16 @@ class Forwarder:
                 )
         # The sync requests are in Kafka before the config record counts as handled.
         await self.processor.wait_acknowledged(pending)
+
+    async def _after_rebalance(
+        self, sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any
+    ) -> None:
+        await rewind_uncommitted(
+            self.app,
+            self.settings.group_id,
+            self.settings.kafka_client_options(),
+            set(self.inputs.topics) | set(self.config_topics.topics),
+        )
 
     async def _update_gauges(self) -> None:
         try:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faust import Stream
 from faust.types import TP, EventT, StreamT
 
@@ -166,6 +168,38 @@ class TableStore:
                 for (key, value, _), metadata in zip(sent, acknowledged, strict=True)
             ]
         )
+
+
+async def rewind_uncommitted(
+    app: faust.App, group_id: str, client_options: dict[str, Any], topics: set[str]
+) -> None:
+    """After a rebalance, put each assigned partition of ``topics`` that has no committed offset
+    (or 0) back at its beginning, before Faust resumes fetching.
+
+    Faust's seek to the committed offsets leaves those partitions where the fetcher stopped,
+    and records fetched before the rebalance but cleared from the stream's buffers are then
+    never delivered, yet committed past once later records are: the first records of a
+    partition that moved before its first commit were lost that way.
+    """
+    consumer = app.consumer
+    assigned = [tp for tp in consumer.assignment() if tp.topic in topics]
+    if not assigned:
+        return
+    admin = AIOKafkaAdminClient(**client_options)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(
+            group_id, partitions=[TopicPartition(tp.topic, tp.partition) for tp in assigned]
+        )
+    finally:
+        await admin.close()
+    offsets = {tp: committed.get(TopicPartition(tp.topic, tp.partition)) for tp in assigned}
+    uncommitted = [tp for tp, meta in offsets.items() if meta is None or meta.offset <= 0]
+    if not uncommitted:
+        return
+    earliest = await consumer.earliest_offsets(*uncommitted)
+    for tp in uncommitted:
+        await consumer.seek(tp, earliest.get(tp) or 0)
 
 
 class BoundedWorker(faust.Worker):
