@@ -94,6 +94,7 @@ class ConfigView:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            max_partition_fetch_bytes=self.settings.consumer_max_fetch_bytes,
         )
         await consumer.start()
         try:

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     max_identity_values: int = Field(
         100, ge=1, le=100_000, description="Most values one identity type may hold per profile."
     )
+    consumer_max_fetch_bytes: int = Field(
+        4_194_304,
+        ge=65_536,
+        le=104_857_600,
+        description="Largest fetch per partition: at least the input and config topics' "
+        "max.message.bytes, so that an oversized record is fetched (and dead-lettered), "
+        "never left unfetched in front of its partition.",
+    )
     producer_max_request_bytes: int = Field(
         1_048_576, ge=4096, le=104_857_600, description="The producer's max.request.size."
     )

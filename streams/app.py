@@ -72,6 +72,9 @@ class Forwarder:
             producer_linger_ms=settings.producer_linger_ms,
             producer_max_batch_size=settings.producer_batch_bytes,
             producer_max_request_size=settings.producer_max_request_bytes,
+            # A broker returns a batch larger than this only for the first partition of a
+            # fetch: a smaller limit could leave a partition behind an oversized record.
+            consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
             table_standby_replicas=settings.table_standby_replicas,
             web_enabled=True,
             web_bind=settings.web_host,
@@ -161,6 +164,21 @@ class Forwarder:
                     "co-partitioned topics and the changelog must agree"
                 )
         await self._check_message_sizes([spec.name for spec in required])
+        await self._check_fetch_size([spec.name for spec in required])
+
+    async def _check_fetch_size(self, names: list[str]) -> None:
+        """The consumer must fetch the largest record any topic it reads can hold."""
+        read = set(self.inputs.topics) | set(self.config_topics.topics)
+        limits = await max_message_bytes(
+            self.settings.kafka_client_options(), [name for name in names if name in read]
+        )
+        largest = max(limits.values(), default=0)
+        if largest > self.settings.consumer_max_fetch_bytes:
+            raise TopicLayoutError(
+                f"forwarder: the input topics accept messages of {largest} bytes, more than "
+                f"FORWARDER_CONSUMER_MAX_FETCH_BYTES ({self.settings.consumer_max_fetch_bytes}): "
+                "raise it so that every record can be fetched"
+            )
 
     async def _check_message_sizes(self, names: list[str]) -> None:
         """Every state, outbound record and dead letter is at most FORWARDER_MAX_RECORD_BYTES
