@@ -45,6 +45,9 @@ from streams.processor import (
 
 log = logging.getLogger(__name__)
 
+# Longest a rebalance's rewind of uncommitted partitions may take before the worker restarts.
+REWIND_TIMEOUT_S = 30.0
+
 
 class TopicLayoutError(ConfigError):
     """An existing topic whose partition count breaks co-partitioning: start-up stops."""
@@ -344,12 +347,23 @@ class Forwarder:
     async def _after_rebalance(
         self, sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any
     ) -> None:
-        await rewind_uncommitted(
-            self.app,
-            self.settings.group_id,
-            self.settings.kafka_client_options(),
-            set(self.inputs.topics) | set(self.config_topics.topics),
-        )
+        # Runs before Faust resumes fetching: if it cannot finish, the worker would sit
+        # healthy and idle; a restart is safe (nothing unfinished is committed) and a new
+        # process has no stale fetch positions.
+        try:
+            await asyncio.wait_for(
+                rewind_uncommitted(
+                    self.app,
+                    self.settings.group_id,
+                    self.settings.kafka_client_options(),
+                    set(self.inputs.topics) | set(self.config_topics.topics),
+                ),
+                REWIND_TIMEOUT_S,
+            )
+        except Exception as error:
+            log.exception("could not rewind the partitions without a committed offset")
+            self.health.crashed(error)
+            exit_now(1, "could not rewind the partitions without a committed offset")
 
     async def _update_gauges(self) -> None:
         try:
@@ -372,7 +386,8 @@ class Forwarder:
                     metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
         self.health.observe(
             waiting=self.health.waiting(high_watermarks),
-            recovering=bool(self.app.rebalancing or self.app.in_recovery),
+            # A rebalance that does not end within the stall timeout is a stall too.
+            recovering=bool(self.app.in_recovery),
         )
         if self.settings.store == "memory":
             metrics.TABLE_SIZE.set(len(self.store))
