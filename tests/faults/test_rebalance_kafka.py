@@ -15,11 +15,6 @@ ROUNDS = 5
 MOST_WORKERS = 4
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known open loss (issue 10): about one run in two loses one profile's input "
-    "effect; the scenario still runs and prints its figure",
-)
 def test_workers_joining_and_leaving_under_load_lose_nothing(
     fleet: Fleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
