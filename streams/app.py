@@ -28,7 +28,6 @@ from streams import metrics
 from streams.faust_glue import (
     BoundedWorker,
     HeldBatch,
-    OffsetGuard,
     TableStore,
     credentials,
     exit_now,
@@ -142,7 +141,6 @@ class Forwarder:
         self.health = WorkerHealth(settings.stall_timeout_s)
         self._draining = False
         self._in_flight = 0
-        self.input_guard = OffsetGuard()
 
         # concurrency stays 1: offsets are committed in order only for one task per partition.
         self.app.agent(self.inputs, name="forward")(self._forward)
@@ -264,11 +262,7 @@ class Forwarder:
     async def _forward(self, stream: StreamT[Any]) -> None:
         await self.config_view.loaded.wait()
         batches = held_batches(
-            self.app,
-            stream,
-            self.settings.batch_max,
-            self.settings.batch_within_ms / 1000,
-            self.input_guard,
+            self.app, stream, self.settings.batch_max, self.settings.batch_within_ms / 1000
         )
         async for batch in batches:
             if not await self._run(batch, self.processor.process):
@@ -357,7 +351,7 @@ class Forwarder:
         # healthy and idle; a restart is safe (nothing unfinished is committed) and a new
         # process has no stale fetch positions.
         try:
-            starts = await asyncio.wait_for(
+            await asyncio.wait_for(
                 rewind_uncommitted(
                     self.app,
                     self.settings.group_id,
@@ -365,9 +359,6 @@ class Forwarder:
                     set(self.inputs.topics) | set(self.config_topics.topics),
                 ),
                 REWIND_TIMEOUT_S,
-            )
-            self.input_guard.reset(
-                {tp: offset for tp, offset in starts.items() if tp.topic in self.inputs.topics}
             )
         except Exception as error:
             log.exception("could not rewind the partitions without a committed offset")

@@ -24,7 +24,6 @@ import logging
 import os
 import signal
 import threading
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -79,74 +78,14 @@ class HeldBatch:
             event.message.ack(self.consumer)
 
 
-class OffsetGuard:
-    """Lets through, per partition, only the offset that follows the last one processed.
-
-    Faust can drop a fetched message at the edge of a flow suspension (a rebalance): its
-    delivery is cancelled but its offset counts as read. Its commit check then lets a gap of
-    exactly one message at the head pass, so the dropped record would be committed over. A
-    record past the expected offset is therefore held back (never released, so never
-    committed) and the partition is sought back to the missing offset. Records fetched before
-    the seek still arrive first, so a gap is accepted as real (transaction markers take
-    offsets that no record has) only after ``SEEKS_BEFORE_GAP`` seeks, more batches than the
-    stream's buffers hold.
-    """
-
-    SEEKS_BEFORE_GAP = 20
-
-    def __init__(self) -> None:
-        self.expected: dict[TP, int] = {}
-        self._seeks: Counter[tuple[TP, int]] = Counter()
-
-    def reset(self, expected: dict[TP, int]) -> None:
-        """A new assignment: its partitions start at their committed offsets."""
-        self.expected = dict(expected)
-        self._seeks.clear()
-
-    def admit(self, events: list[EventT[Any]]) -> tuple[list[EventT[Any]], dict[TP, int]]:
-        """The events to process, and the partitions to seek back (to the offset given)."""
-        admitted: list[EventT[Any]] = []
-        seek: dict[TP, int] = {}
-        for event in events:
-            tp, offset = event.message.tp, event.message.offset
-            expected = self.expected.get(tp)
-            if tp in seek or (expected is not None and offset < expected):
-                continue  # behind a gap being read again, or processed already
-            if (
-                expected is not None
-                and offset > expected
-                and self._seeks[(tp, expected)] < self.SEEKS_BEFORE_GAP
-            ):
-                seek[tp] = expected
-                self._seeks[(tp, expected)] += 1
-                continue
-            admitted.append(event)
-            self.expected[tp] = offset + 1
-        return admitted, seek
-
-
 async def held_batches(
-    app: faust.App,
-    stream: StreamT[Any],
-    max_records: int,
-    within_s: float,
-    guard: OffsetGuard | None = None,
+    app: faust.App, stream: StreamT[Any], max_records: int, within_s: float
 ) -> AsyncIterator[HeldBatch]:
     # take_events is on Stream, not yet on the StreamT interface.
     async for events in cast(Stream[Any], stream).take_events(max_records, within=within_s):
         for event in events:
             event.message.incref()
-        admitted = list(events)
-        if guard is not None:
-            admitted, seek = guard.admit(admitted)
-            for tp, offset in seek.items():
-                log.warning(
-                    "offset %d of %s was skipped by the fetcher: reading it again", offset, tp
-                )
-                await app.consumer.seek(tp, offset)
-            if not admitted:
-                continue
-        yield HeldBatch(admitted, [record_of(event) for event in admitted], app.consumer)
+        yield HeldBatch(list(events), [record_of(event) for event in events], app.consumer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +172,7 @@ class TableStore:
 
 async def rewind_uncommitted(
     app: faust.App, group_id: str, client_options: dict[str, Any], topics: set[str]
-) -> dict[TP, int]:
+) -> None:
     """After a rebalance, put each assigned partition of ``topics`` that has no committed offset
     (or 0) back at its beginning, before Faust resumes fetching.
 
@@ -245,7 +184,7 @@ async def rewind_uncommitted(
     consumer = app.consumer
     assigned = [tp for tp in consumer.assignment() if tp.topic in topics]
     if not assigned:
-        return {}
+        return
     admin = AIOKafkaAdminClient(**client_options)
     await admin.start()
     try:
@@ -256,15 +195,11 @@ async def rewind_uncommitted(
         await admin.close()
     offsets = {tp: committed.get(TopicPartition(tp.topic, tp.partition)) for tp in assigned}
     uncommitted = [tp for tp, meta in offsets.items() if meta is None or meta.offset <= 0]
-    starts = {
-        tp: meta.offset for tp, meta in offsets.items() if meta is not None and meta.offset > 0
-    }
-    if uncommitted:
-        earliest = await consumer.earliest_offsets(*uncommitted)
-        for tp in uncommitted:
-            starts[tp] = earliest.get(tp) or 0
-            await consumer.seek(tp, starts[tp])
-    return starts
+    if not uncommitted:
+        return
+    earliest = await consumer.earliest_offsets(*uncommitted)
+    for tp in uncommitted:
+        await consumer.seek(tp, earliest.get(tp) or 0)
 
 
 class BoundedWorker(faust.Worker):
