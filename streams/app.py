@@ -166,16 +166,16 @@ class Forwarder:
                     f"settings want {spec.partitions} (FORWARDER_INPUT_PARTITIONS); "
                     "co-partitioned topics and the changelog must agree"
                 )
-        await self._check_message_sizes([spec.name for spec in required])
-        await self._check_fetch_size([spec.name for spec in required])
+        limits = await max_message_bytes(
+            self.settings.kafka_client_options(), [spec.name for spec in required]
+        )
+        self._check_message_sizes(limits)
+        self._check_fetch_size(limits)
 
-    async def _check_fetch_size(self, names: list[str]) -> None:
+    def _check_fetch_size(self, limits: dict[str, int]) -> None:
         """The consumer must fetch the largest record any topic it reads can hold."""
         read = set(self.inputs.topics) | set(self.config_topics.topics)
-        limits = await max_message_bytes(
-            self.settings.kafka_client_options(), [name for name in names if name in read]
-        )
-        largest = max(limits.values(), default=0)
+        largest = max((limit for name, limit in limits.items() if name in read), default=0)
         if largest > self.settings.consumer_max_fetch_bytes:
             raise TopicLayoutError(
                 f"forwarder: the input topics accept messages of {largest} bytes, more than "
@@ -183,7 +183,7 @@ class Forwarder:
                 "raise it so that every record can be fetched"
             )
 
-    async def _check_message_sizes(self, names: list[str]) -> None:
+    def _check_message_sizes(self, limits: dict[str, int]) -> None:
         """Every state, outbound record and dead letter is at most FORWARDER_MAX_RECORD_BYTES
         (a changelog record also carries its key, an mpid bounded by the same limit): the
         producer and each topic must accept that much."""
@@ -193,7 +193,6 @@ class Forwarder:
                 f"forwarder: FORWARDER_PRODUCER_MAX_REQUEST_BYTES must be at least {needed} "
                 "(twice FORWARDER_MAX_RECORD_BYTES and 8 KiB)"
             )
-        limits = await max_message_bytes(self.settings.kafka_client_options(), names)
         small = sorted(name for name, limit in limits.items() if limit < needed)
         if small:
             raise TopicLayoutError(
