@@ -313,11 +313,14 @@ class InputProcessor:
     async def wait_acknowledged(self, pending: Awaitable[Any] | list[Awaitable[Any]]) -> None:
         """Wait for Kafka's acknowledgements, at most FORWARDER_ACK_TIMEOUT_S."""
         futures = pending if isinstance(pending, list) else [pending]
+        await self._within_ack_timeout(asyncio.gather(*futures), f"{len(futures)} sends")
+
+    async def _within_ack_timeout(self, work: Awaitable[Any], what: str) -> None:
         try:
-            await asyncio.wait_for(asyncio.gather(*futures), self.limits.ack_timeout_s)
+            await asyncio.wait_for(work, self.limits.ack_timeout_s)
         except TimeoutError:
             raise AckTimeoutError(
-                f"Kafka did not acknowledge {len(futures)} sends within "
+                f"Kafka did not acknowledge {what} within "
                 f"{self.limits.ack_timeout_s:.0f} s (FORWARDER_ACK_TIMEOUT_S)"
             ) from None
 
@@ -336,15 +339,9 @@ class InputProcessor:
                 )
                 continue
             changes = {key: encoded for key, (_state, encoded) in touched.items()}
-            try:
-                await asyncio.wait_for(
-                    self.store.write(partition, changes), self.limits.ack_timeout_s
-                )
-            except TimeoutError:
-                raise AckTimeoutError(
-                    f"the changelog did not acknowledge {len(changes)} state writes within "
-                    f"{self.limits.ack_timeout_s:.0f} s (FORWARDER_ACK_TIMEOUT_S)"
-                ) from None
+            await self._within_ack_timeout(
+                self.store.write(partition, changes), f"{len(changes)} state writes"
+            )
 
     async def _send(self, unit: _Unit, decision: Decision) -> None:
         for record in decision.records:
