@@ -39,7 +39,6 @@ class Settings(BaseSettings):
     web_host: str = Field("127.0.0.1", description="Interface of the health/metrics server.")
     web_port: int = Field(6066, ge=1, le=65535)
     batch_max: int = Field(1000, ge=1, le=100_000, description="Events processed per batch.")
-    batch_within_ms: int = Field(10, ge=1, le=10_000, description="Longest wait to fill one.")
     producer_linger_ms: int = Field(
         5, ge=0, le=1000, description="How long the producer waits to fill a request."
     )

@@ -1,4 +1,4 @@
-"""The Faust application: topics, the profiles table, the agents and the web endpoints."""
+"""The Faust application: topics, the profiles table, the batch handlers and the web endpoints."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import faust
-from faust.types import StreamT
 from faust.web import Request, Response, View
 from mode import BaseSignalT
 
@@ -27,11 +25,10 @@ from schemas.records import SyncRequest
 from streams import metrics
 from streams.faust_glue import (
     BoundedWorker,
-    HeldBatch,
+    ForwarderApp,
     TableStore,
     credentials,
     exit_now,
-    held_batches,
     rewind_uncommitted,
 )
 from streams.health import WorkerHealth
@@ -58,7 +55,7 @@ class Forwarder:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.app = faust.App(
+        self.app = ForwarderApp(
             settings.group_id,
             broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
             broker_credentials=credentials(settings),
@@ -78,6 +75,7 @@ class Forwarder:
             # A broker returns a batch larger than this only for the first partition of a
             # fetch: a smaller limit could leave a partition behind an oversized record.
             consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
+            broker_max_poll_records=settings.batch_max,
             table_standby_replicas=settings.table_standby_replicas,
             web_enabled=True,
             web_bind=settings.web_host,
@@ -139,12 +137,21 @@ class Forwarder:
             config_applied=self.config_view.applied,
         )
         self.health = WorkerHealth(settings.stall_timeout_s)
-        self._draining = False
-        self._in_flight = 0
 
-        # concurrency stays 1: offsets are committed in order only for one task per partition.
-        self.app.agent(self.inputs, name="forward")(self._forward)
-        self.app.agent(self.config_topics, name="validate-config")(self._validate_config)
+        # Both are subscribed, but their batches run in the consumer's fetch loop, one at a
+        # time, and are committed by it (streams/faust_glue.py: OwnedConsumer).
+        self.app.topics.add(self.inputs)
+        self.app.topics.add(self.config_topics)
+        forward = self._guarded(self.processor.process)
+        validate = self._guarded(self._validate_batch)
+        self.app.owned_consumer.own(
+            {
+                **{topic: forward for topic in self.inputs.topics},
+                **{topic: validate for topic in self.config_topics.topics},
+            },
+            commit_interval_s=float(self.app.conf.broker_commit_interval),
+            ready=self.config_view.loaded.wait,
+        )
         self.app.task(self._run_config_view)
         self.app.timer(interval=5.0)(self._update_gauges)
         self.app.on_rebalance_complete.connect(self._after_rebalance)
@@ -258,50 +265,26 @@ class Forwarder:
     async def _run_config_view(self) -> None:
         await self.config_view.run()
 
-    async def _forward(self, stream: StreamT[Any]) -> None:
-        await self.config_view.loaded.wait()
-        batches = held_batches(
-            self.app, stream, self.settings.batch_max, self.settings.batch_within_ms / 1000
-        )
-        async for batch in batches:
-            if not await self._run(batch, self.processor.process):
-                return
+    def _guarded(
+        self, work: Callable[[list[InputRecord]], Awaitable[None]]
+    ) -> Callable[[list[InputRecord]], Awaitable[None]]:
+        """The batch handler around ``work``: any failure exits the process at once, with the
+        batch uncommitted, so the next owner reads it again."""
 
-    async def _run(
-        self, batch: HeldBatch, work: Callable[[list[InputRecord]], Awaitable[None]]
-    ) -> bool:
-        """Run a batch's work; release its offsets only when it finished. Returns whether to
-        go on. Any failure exits the process at once, with the batch uncommitted: the next
-        owner reads it again."""
-        if self._draining:
-            return False  # stopping: the batch stays uncommitted for the next owner
-        self._in_flight += 1
-        try:
-            await work(batch.records)
-        except Exception as error:
-            log.exception("processing failed; the batch is left uncommitted")
-            self.health.crashed(error)
-            exit_now(1, f"processing failed: {type(error).__name__}")
-        finally:
-            self._in_flight -= 1
-        batch.release()
-        self.health.batch_done(batch.records)
-        return not self._draining
+        async def handle(records: list[InputRecord]) -> None:
+            try:
+                await work(records)
+            except Exception as error:
+                log.exception("processing failed; the batch is left uncommitted")
+                self.health.crashed(error)
+                exit_now(1, f"processing failed: {type(error).__name__}")
+            self.health.batch_done(records)
+
+        return handle
 
     async def drain(self) -> None:
-        """Start no new batch and wait for the ones in flight (SIGTERM's first step)."""
-        self._draining = True
-        while self._in_flight:  # noqa: ASYNC110 (a counter of two agents, polled briefly)
-            await asyncio.sleep(0.02)
-
-    async def _validate_config(self, stream: StreamT[Any]) -> None:
-        """Dead-letter bad config records and ask every partition to sync after good ones.
-
-        One worker owns each config partition, so each record is reported and synced once.
-        """
-        async for batch in held_batches(self.app, stream, 100, 0.05):
-            if not await self._run(batch, self._validate_batch):
-                return
+        """Start no new batch, finish the one in flight and commit it (SIGTERM's first step)."""
+        await self.app.owned_consumer.drain()
 
     async def _validate_batch(self, records: list[InputRecord]) -> None:
         outputs_topic = self.settings.topic(topics.OUTPUTS)

@@ -1,10 +1,9 @@
 """Everything the worker needs from Faust beyond its public app API, in one place.
 
-- ``record_of`` turns a Faust event into the processor's plain ``InputRecord``.
-- ``held_batches`` takes batches from a stream and keeps their offsets uncommitted until the
-  batch's effects are durable. Faust's ``take_events`` acks a batch when the loop body returns
-  *or raises*, so a crashed or cancelled batch would be committed without its effects; holding
-  one more reference on each message prevents that, and ``release`` drops it once done.
+- ``OwnedConsumer`` (through ``ForwarderApp``) runs the worker's batches in Faust's fetch loop
+  and commits their offsets itself, only once a batch is done and only for partitions still
+  owned; Faust's stream path, which could commit records it never delivered, is left to the
+  table changelogs.
 - ``TableStore`` implements the processor's ``StateStore`` over a Faust table: reads go to the
   store of the event's partition, writes produce the changelog records themselves (one send per
   touched profile, awaited with the batch) and then apply them through the table's own
@@ -13,8 +12,9 @@
 - ``BoundedWorker`` is Faust's worker with a deadline on SIGTERM.
 
 Private Faust API used here (an upgrade could break it; the integration tests on both stores
-would catch it): the RocksDB store's ``_db_for_partition`` and ``offset_key``, the memory
-store's ``data`` dict.
+would catch it): the consumer's fetch loop (``_drain_messages``, ``_wait_next_records``,
+``_commit``), the app's ``_new_transport``, the RocksDB store's ``_db_for_partition`` and
+``offset_key``, the memory store's ``data`` dict.
 """
 
 from __future__ import annotations
@@ -24,17 +24,20 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from faust import Stream
-from faust.types import TP, EventT, StreamT
+from aiokafka.errors import ConsumerStoppedError
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
 
 from core.settings import Settings
+from streams.offsets import OffsetBook
 from streams.processor import InputRecord
 
 log = logging.getLogger(__name__)
@@ -54,38 +57,149 @@ def credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     return None
 
 
-def record_of(event: EventT[Any]) -> InputRecord:
-    message = event.message
-    return InputRecord(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        timestamp_s=message.timestamp,
-    )
+BatchHandler = Callable[[list[InputRecord]], Awaitable[None]]
 
 
-@dataclass(slots=True)
-class HeldBatch:
-    events: list[EventT[Any]]
-    records: list[InputRecord]
-    consumer: Any
+class OwnedConsumer(aiokafka_driver.Consumer):
+    """Faust's aiokafka consumer with the worker's own topics taken out of Faust's stream path.
 
-    def release(self) -> None:
-        """The batch is done: its offsets may be committed."""
-        for event in self.events:
-            event.message.ack(self.consumer)
+    Faust hands each fetched record to the streams through a task that a flow suspension
+    cancels while the record's offset already counts as read, acknowledges a batch when the
+    loop body raises, and its commit check lets a one-record gap at the head pass: under
+    rebalances, records were committed that were never processed. For the topics given to
+    ``own``, this consumer runs each fetched batch to its end in the fetch loop itself and
+    commits the offsets itself (``OffsetBook``), only for partitions it still owns, as Kafka
+    Streams does:
+
+    - a batch fetched while the flow is stopped (a rebalance started) is discarded; the
+      rebalance's seek to the committed offsets reads it again;
+    - a revoke first waits for the batch in flight (bounded by the processor's acknowledgement
+      timeout), commits what finished, and only then lets Faust revoke, so the new owner's
+      recovery includes every changelog write of the old owner;
+    - a batch that fails or is cancelled is never committed.
+
+    Other topics (table changelogs during recovery, standbys) go through Faust's path
+    unchanged. This also removes Faust's per-message tasks from the hot path.
+    """
+
+    _handlers: Mapping[str, BatchHandler] = {}
+
+    def own(
+        self,
+        handlers: Mapping[str, BatchHandler],
+        commit_interval_s: float,
+        ready: Callable[[], Awaitable[Any]],
+    ) -> None:
+        """Process the records of these topics (topic -> handler) here, not in Faust streams;
+        no batch starts before ``ready`` returns."""
+        self._handlers = dict(handlers)
+        self._ready = ready
+        self._commit_interval_s = commit_interval_s
+        self._book = OffsetBook()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
+        self._last_commit = time.monotonic()
+
+    async def _drain_messages(self, fetcher: Any) -> None:
+        consumer_stopped = self._stopped.is_set
+        fetcher_stopped = fetcher._stopped.is_set
+        try:
+            while not (consumer_stopped() or fetcher_stopped()):
+                records, _ = await self._wait_next_records(1.0)
+                if records and not self.should_stop:
+                    await self._deliver(records)
+                else:
+                    await asyncio.sleep(0)
+                # Also when no record comes: the last batch of a burst is committed too.
+                if self._book and time.monotonic() - self._last_commit >= self._commit_interval_s:
+                    await self.commit_done()
+        except (ConsumerStoppedError, asyncio.CancelledError):
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    async def _deliver(self, records: Mapping[TP, list[Any]]) -> None:
+        owned: dict[BatchHandler, list[InputRecord]] = {}
+        for tp, batch in records.items():
+            handler = self._handlers.get(tp.topic)
+            if handler is None:
+                await self._deliver_to_faust(tp, batch)
+                continue
+            owned.setdefault(handler, []).extend(
+                InputRecord(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                    value=record.value,
+                    timestamp_s=record.timestamp / 1000,
+                )
+                for record in batch
+            )
+        if owned:
+            await self._ready()
+        # No await between this check and the batch's start: a revoke sees it in flight.
+        if not owned or not self.flow_active or self._draining:
+            return
+        self._idle.clear()
+        try:
+            for handler, handled in owned.items():
+                await handler(handled)
+                self._book.done(handled)
+        finally:
+            self._idle.set()
+
+    async def _deliver_to_faust(self, tp: TP, batch: list[Any]) -> None:
+        # As Faust's own fetch loop does: a flow suspension abandons the delivery, and the
+        # table recovery that reads these records seeks again when it restarts.
+        for record in batch:
+            await self.wait_first(
+                self.callback(self._to_message(tp, record)), self.suspend_flow.wait()
+            )
+            if not self.flow_active:
+                return
+
+    async def commit_done(self) -> None:
+        """Commit the offsets of finished batches, for the partitions still owned."""
+        self._last_commit = time.monotonic()
+        assigned = self.assignment()
+        offsets = self._book.take(lambda tp: TP(*tp) in assigned)
+        if offsets and not await self._commit({TP(*tp): offset for tp, offset in offsets.items()}):
+            log.info("commit refused (the group is rebalancing): the records are read again")
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self.stop_flow()  # no new batch starts
+        await self._idle.wait()
+        await self.commit_done()
+        await super().on_partitions_revoked(revoked)
+
+    async def drain(self) -> None:
+        """Start no new batch, wait for the one in flight and commit (a stop's first step)."""
+        self._draining = True
+        await self._idle.wait()
+        await self.commit_done()
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        # Faust's slow-stream check counts events of its streams, which owned topics never
+        # reach; the worker's own stall check (streams/health.py) covers them.
+        if tp.topic not in self._handlers:
+            super().verify_event_path(now, tp)
 
 
-async def held_batches(
-    app: faust.App, stream: StreamT[Any], max_records: int, within_s: float
-) -> AsyncIterator[HeldBatch]:
-    # take_events is on Stream, not yet on the StreamT interface.
-    async for events in cast(Stream[Any], stream).take_events(max_records, within=within_s):
-        for event in events:
-            event.message.incref()
-        yield HeldBatch(list(events), [record_of(event) for event in events], app.consumer)
+class _Transport(aiokafka_driver.Transport):
+    Consumer = OwnedConsumer
+
+
+class ForwarderApp(faust.App):
+    """A Faust app whose consumer is an ``OwnedConsumer``."""
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
+
+    @property
+    def owned_consumer(self) -> OwnedConsumer:
+        return cast(OwnedConsumer, self.consumer)
 
 
 @dataclass(frozen=True, slots=True)
