@@ -15,11 +15,6 @@ ROUNDS = 5
 MOST_WORKERS = 4
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known open loss (issue 10): some runs still lose a few profiles when Faust drops "
-    "fetched records at a rebalance; the scenario runs and prints its figure every time",
-)
 def test_workers_joining_and_leaving_under_load_lose_nothing(
     fleet: Fleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
