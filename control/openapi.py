@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from control.bodies import (
+    Access,
     ConnectionStats,
     ConnectionUpdate,
     OutputUpdate,
@@ -19,7 +20,7 @@ from control.bodies import (
     ValidationProblem,
 )
 from partners.catalog import CATALOG
-from schemas.records import ConnectionConfig, OutputConfig
+from schemas.records import ConnectionConfig, DeadLetter, OutputConfig
 
 _REF = "#/components/schemas/{model}"
 Shape = type[BaseModel] | list[type[BaseModel]] | Literal["text"] | None
@@ -63,6 +64,14 @@ OPERATIONS = [
         "Prometheus metrics.",
         {200: ("Metrics.", "text")},
         tags=("probes",),
+    ),
+    Operation(
+        "get",
+        "/access",
+        "getAccess",
+        "Whether writes are enabled and the request's bearer token would be accepted.",
+        {200: ("What the caller may do.", Access)},
+        tags=("access",),
     ),
     Operation(
         "get",
@@ -168,6 +177,19 @@ OPERATIONS = [
         "Records added, removed, dropped by reason and the last record time, from the workers.",
         {200: ("Stats.", ConnectionStats), **_NOT_FOUND},
         tags=("connections",),
+    ),
+    Operation(
+        "get",
+        "/dead-letters",
+        "listDeadLetters",
+        "The latest dead letters (limit, 1 to 500, default 50), newest first; settings of "
+        "output records redacted.",
+        {
+            200: ("Dead letters.", [DeadLetter]),
+            422: ("The limit is not an integer from 1 to 500.", ValidationProblem),
+        },
+        query=("limit",),
+        tags=("dead-letters",),
     ),
 ]
 
