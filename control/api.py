@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 
 WRITE_TIMEOUT_S = 10.0
 SCRAPE_TIMEOUT_S = 2.0
-_PROBES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+# Answered before the configuration is read (/access: a console asks it first).
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/access"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Found = TypeVar("Found")

@@ -34,13 +34,13 @@ def is_console_path(path: str) -> bool:
     return path == "/" or path == PREFIX or path.startswith(PREFIX + "/")
 
 
-def _load_assets() -> dict[str, bytes]:
+def load_assets() -> dict[str, bytes]:
     static = resources.files(__name__).joinpath("static")
     return {name: static.joinpath(name).read_bytes() for name in ASSETS}
 
 
 def add_console_routes(app: web.Application) -> None:
-    assets = _load_assets()
+    assets = load_assets()
 
     async def redirect(request: web.Request) -> web.Response:
         return web.Response(status=302, headers={"Location": PREFIX + "/", **SECURITY_HEADERS})

@@ -17,6 +17,7 @@ const state = {
   // Per connection: [time ms, added, removed] samples of the last minutes.
   history: new Map(),
   timer: null,
+  bannerTimer: null,
   editing: null,
 };
 
@@ -107,6 +108,9 @@ function showBanner(text, kind = "error") {
   byId("banner-text").textContent = text;
   byId("banner").className = `banner ${kind}`;
   byId("banner").hidden = false;
+  clearTimeout(state.bannerTimer);
+  // What went well needs no dismissing; a refusal stays until read.
+  if (kind === "ok") state.bannerTimer = setTimeout(hideBanner, 4000);
 }
 
 function hideBanner() {
@@ -225,11 +229,11 @@ function renderDirectory() {
 // The output form, generated from the partner's settings model.
 
 function fieldRow(name, label, control, help) {
+  const check = control.type === "checkbox";
   return h(
     "div",
-    { class: "field", "data-field": name },
-    h("label", { for: `f-${name}` }, label),
-    control,
+    { class: check ? "field check" : "field", "data-field": name },
+    check ? h("label", { class: "box" }, control, label) : [h("label", { for: `f-${name}` }, label), control],
     help ? h("p", { class: "help" }, help) : null,
     h("p", { class: "field-error", "data-error-for": name }),
   );
@@ -775,6 +779,14 @@ function chart(samples) {
   return box;
 }
 
+function syncText(sync) {
+  if (!sync) return "none yet";
+  if (sync.profiles === 0) return "done: the audience had no members then";
+  const bar = h("progress", { max: sync.profiles, value: sync.done });
+  if (sync.done >= sync.profiles) return [bar, ` done: ${sync.profiles} profiles checked`];
+  return [bar, ` ${sync.done} of ${sync.profiles} profiles checked`];
+}
+
 function statsCard(connection, stats) {
   if (!stats) {
     return h("article", { class: "card stats" }, h("h3", {}, connection.connection_id), h("p", { class: "bad" }, "no stats"));
@@ -807,7 +819,7 @@ function statsCard(connection, stats) {
       h("dt", {}, "Last record"),
       h(
         "dd",
-        {},
+        { "data-count": "last_record" },
         stats.last_record_timestamp
           ? `${new Date(stats.last_record_timestamp * 1000).toLocaleTimeString()} (${ago(stats.last_record_timestamp)})`
           : "none yet",
@@ -816,9 +828,7 @@ function statsCard(connection, stats) {
       h(
         "dd",
         {},
-        sync
-          ? [h("progress", { max: Math.max(sync.profiles, 1), value: sync.done }), ` ${sync.done} of ${sync.profiles} profiles checked`]
-          : "none",
+        syncText(sync),
       ),
     ),
     chart(samples),
