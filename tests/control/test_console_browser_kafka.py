@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -45,10 +46,6 @@ if not CHROMIUM.exists():
     )
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
-
-
-def unique_id(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="module")
@@ -126,10 +123,11 @@ def publish(topic: str, records: list[tuple[str, Any]]) -> None:
         pool.submit(produce, topic, records).result()
 
 
-def publish_members(worker: Worker, audience: str) -> None:
-    """The upstream producers' part: 100 profiles (all with an IDFA, 65 with an email)."""
+def publish_members(worker: Worker, audience: str, numbers: range) -> None:
+    """The upstream producers' part: of the seed's 100 profiles (all with an IDFA, 65 with an
+    email), those numbered ``numbers``."""
     profiles, memberships = [], []
-    for n in range(100):
+    for n in numbers:
         mpid = f"{audience}-{n}"
         identities: dict[str, Any] = {"ios_idfa": f"IDFA-{n}"}
         if n < 65:
@@ -164,7 +162,8 @@ def publish_members(worker: Worker, audience: str) -> None:
 def test_a_new_user_connects_the_seed_example_in_the_browser(
     worker: Worker, api: ControlApi, page: Page
 ) -> None:
-    a, b, audience = unique_id("partner-a"), unique_id("partner-b"), unique_id("aud")
+    # The README's names: the module's worker and API have topics of their own.
+    a, b, audience = "partner-a", "partner-b", "aud-1"
 
     # / leads to the console; the Directory shows a card per partner.
     page.goto(api.url + "/")
@@ -194,7 +193,7 @@ def test_a_new_user_connects_the_seed_example_in_the_browser(
     assert TOKEN not in page.url and page.context.cookies() == []
 
     # A 422 shows beside the field it names: a webhook output without its token_env.
-    output_form(page, "webhook", unique_id("hooks"), "Hooks")
+    output_form(page, "webhook", "hooks", "Hooks")
     check_identities(page, "email")
     page.fill('[data-setting="url"]', "https://hooks.example.com/audiences")
     page.click("#output-save")
@@ -239,7 +238,16 @@ def test_a_new_user_connects_the_seed_example_in_the_browser(
     assert {c["status"] for c in connections.values()} == {"inactive"}
     assert connections[b]["forwarded_attributes"] == ["ltv"]
 
-    # Status to Active with the switch, on each connection.
+    # Half the members are published while the connections are inactive: counted as dropped.
+    publish_members(worker, audience, range(50))
+    page.click("nav >> text=Stats")
+    stats_a = page.locator(f'[data-stats="{connections[a]["connection_id"]}"]')
+    stats_b = page.locator(f'[data-stats="{connections[b]["connection_id"]}"]')
+    expect(stats_a.locator('[data-count="dropped"]')).to_contain_text(re.compile(r"inactive: \d"))
+    worker.wait_for(lambda: worker.metric("forwarder_table_profiles") >= 50, timeout=30)
+
+    # Status to Active with the switch, on each connection: the initial sync sends those.
+    page.click("nav >> text=Audiences")
     for output_id in (a, b):
         row = card.locator(f'[data-connection="{connections[output_id]["connection_id"]}"]')
         row.locator("[role=switch]").check()
@@ -247,15 +255,16 @@ def test_a_new_user_connects_the_seed_example_in_the_browser(
     assert {c["status"] for c in read(api, f"/connections?audience_id={audience}")} == {"active"}
     screenshot(page, "audiences")
 
-    # Upstream publishes the members; the Stats page counts what each output got.
-    publish_members(worker, audience)
+    # Then the other half; the Stats page counts what each output got.
+    publish_members(worker, audience, range(50, 100))
     page.click("nav >> text=Stats")
-    stats_a = page.locator(f'[data-stats="{connections[a]["connection_id"]}"]')
-    stats_b = page.locator(f'[data-stats="{connections[b]["connection_id"]}"]')
     expect(stats_a.locator('[data-count="added"]')).to_have_text("100", timeout=60_000)
     expect(stats_b.locator('[data-count="added"]')).to_have_text("65", timeout=60_000)
     expect(stats_b.locator('[data-count="dropped"]')).to_contain_text("no_accepted_identity: 35")
     expect(stats_a.locator('[data-count="last_record"]')).to_contain_text(" ago)")
+    expect(stats_a.locator('[data-count="sync"]')).to_contain_text(
+        re.compile(r"done: (5\d|100) profiles checked")
+    )
     page.wait_for_timeout(4_500)  # a few more polls for the chart
     expect(stats_a.locator("polyline.adds")).to_have_count(1)
     screenshot(page, "stats")
@@ -264,7 +273,7 @@ def test_a_new_user_connects_the_seed_example_in_the_browser(
     # the secret is not shown.
     publish(worker.topic("profile-updates"), [("u-bad", b"{not json")])
     secret = "sk-" + uuid.uuid4().hex
-    bad_output = unique_id("bad")
+    bad_output = "bad-output"
     publish(
         worker.topic("forwarder-outputs"),
         [(bad_output, {"output_id": bad_output, "partner": "nowhere", "settings": {"t": secret}})],

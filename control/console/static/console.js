@@ -827,7 +827,7 @@ function statsCard(connection, stats) {
       h("dt", {}, "Initial sync"),
       h(
         "dd",
-        {},
+        { "data-count": "sync" },
         syncText(sync),
       ),
     ),
