@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from control.bodies import FieldProblem, OutputView, PartnerView, SettingField
 from core.routing import Routing
@@ -46,7 +47,8 @@ def parse_body(model: type[Model], body: bytes) -> Model:
 def merged(model: type[Model], record: BaseModel, update: BaseModel) -> Model:
     """``record`` with the fields ``update`` sets replaced, validated as ``model`` again."""
     document = record.model_dump(mode="json") | update.model_dump(mode="json", exclude_unset=True)
-    return parse_body(model, orjson.dumps(document))
+    # pydantic's encoder, as the records are written with: orjson refuses integers past 64 bits.
+    return parse_body(model, to_json(document))
 
 
 def settings_model(partner: Partner) -> type[AdapterSettings] | None:
