@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from control import metrics
 from control.bodies import Access, ConnectionUpdate, FieldProblem, OutputUpdate
 from control.console import add_console_routes, is_console_path
-from control.dead_letter_tail import DeadLetterTail
+from control.dead_letter_tail import DEFAULT_LIMIT, MAX_LIMIT, DeadLetterTail
 from control.openapi import openapi_document
 from control.stats import connection_stats
 from control.validation import (
@@ -385,16 +385,13 @@ async def get_connection_stats(request: web.Request) -> web.Response:
     return _json(connection_stats(connection, expositions, unreachable))
 
 
-DEAD_LETTERS_LIMIT = 50
-DEAD_LETTERS_MAX = 500
-
-
 async def list_dead_letters(request: web.Request) -> web.Response:
-    raw = request.query.get("limit", str(DEAD_LETTERS_LIMIT))
-    limit = int(raw) if raw.isdigit() else 0
-    if not 1 <= limit <= DEAD_LETTERS_MAX:
+    raw = request.query.get("limit", str(DEFAULT_LIMIT))
+    # ASCII digits only ("²" is a digit to str.isdigit), and few: int() refuses long strings.
+    limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else 0
+    if not 1 <= limit <= MAX_LIMIT:
         raise InvalidBodyError(
-            [FieldProblem(field="limit", reason=f"an integer from 1 to {DEAD_LETTERS_MAX}")]
+            [FieldProblem(field="limit", reason=f"an integer from 1 to {MAX_LIMIT}")]
         )
     return _json(await request.app[PLANE].dead_letters.latest(limit))
 

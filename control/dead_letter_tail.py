@@ -17,6 +17,9 @@ from schemas.records import DeadLetter
 
 # How redact() replaces a value that is not a JSON object.
 REDACTED_WHOLE = "<redacted: "
+# How many GET /dead-letters answers without a limit, and at most.
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
 # Longest a read of the tail goes on: it answers with what it read by then.
 READ_TIMEOUT_S = 5.0
 

@@ -19,6 +19,7 @@ from control.bodies import (
     Problem,
     ValidationProblem,
 )
+from control.dead_letter_tail import DEFAULT_LIMIT, MAX_LIMIT
 from partners.catalog import CATALOG
 from schemas.records import ConnectionConfig, DeadLetter, OutputConfig
 
@@ -42,6 +43,11 @@ class Operation:
         return self.method != "get"
 
 
+_STRING = {"type": "string"}
+# Query parameters that are not free strings.
+_QUERY: dict[str, dict[str, Any]] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+}
 _NOT_FOUND: dict[int, tuple[str, Shape]] = {404: ("No such resource.", Problem)}
 _INVALID: dict[int, tuple[str, Shape]] = {
     422: ("The body is invalid: each problem names its field and reason.", ValidationProblem)
@@ -182,11 +188,10 @@ OPERATIONS = [
         "get",
         "/dead-letters",
         "listDeadLetters",
-        "The latest dead letters (limit, 1 to 500, default 50), newest first; settings of "
-        "output records redacted.",
+        "The latest dead letters, newest first; settings of output records redacted.",
         {
             200: ("Dead letters.", [DeadLetter]),
-            422: ("The limit is not an integer from 1 to 500.", ValidationProblem),
+            422: ("The limit is out of range.", ValidationProblem),
         },
         query=("limit",),
         tags=("dead-letters",),
@@ -223,7 +228,7 @@ def _operation(operation: Operation) -> dict[str, Any]:
         for name in ("output_id", "connection_id")
         if "{" + name + "}" in operation.path
     ] + [
-        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+        {"name": name, "in": "query", "required": False, "schema": _QUERY.get(name, _STRING)}
         for name in operation.query
     ]
     if parameters:
