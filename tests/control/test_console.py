@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from control.api import build_app
+from control.api import PLANE, build_app
 from control.console import ASSETS, load_assets
 from control.dead_letter_tail import shown
 from control.stats import connection_stats
@@ -200,3 +200,12 @@ def test_dead_letters_of_output_records_never_show_settings() -> None:
     assert shown(other, "p.forwarder-outputs") == other
     done = _letter("p.forwarder-outputs", b"<redacted: 10 bytes, sha256 ab>")
     assert shown(done, "p.forwarder-outputs") == done
+
+
+async def test_a_dead_letters_limit_out_of_range_is_refused(make_client: MakeClient) -> None:
+    client = await make_client(api_token=TOKEN)
+    client.server.app[PLANE].view.loaded.set()  # as if read: the limit is checked first
+    for limit in ("0", "501", "abc", "²", "-1", "9" * 5000):
+        response = await client.get("/dead-letters", params={"limit": limit})
+        assert response.status == 422, limit
+        assert (await response.json())["detail"][0]["field"] == "limit"
