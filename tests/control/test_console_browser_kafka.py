@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from devtools.local import REPO, ControlApi, Worker, produce
 
@@ -37,16 +38,6 @@ FLAGS = [
 ]
 WAIT_MS = 30_000
 
-if not CHROMIUM.exists():
-    # One line, and a failure: a machine without the browser has not tested the console.
-    pytest.fail(
-        f"{CHROMIUM} is missing: run `bash scripts/browser.sh` (make test does) to install "
-        "Debian's chromium",
-        pytrace=False,
-    )
-
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
-
 
 @pytest.fixture(scope="module")
 def api(worker: Worker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlApi]:
@@ -63,6 +54,13 @@ def api(worker: Worker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Co
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        # One line, and a failure: a machine without the browser has not tested the console.
+        pytest.fail(
+            f"{CHROMIUM} is missing: run `bash scripts/browser.sh` (make test does) to install "
+            "Debian's chromium",
+            pytrace=False,
+        )
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=FLAGS
