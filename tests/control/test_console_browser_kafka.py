@@ -253,9 +253,11 @@ def test_a_new_user_connects_the_seed_example_in_the_browser(
     assert {c["status"] for c in read(api, f"/connections?audience_id={audience}")} == {"active"}
     screenshot(page, "audiences")
 
-    # Then the other half; the Stats page counts what each output got.
-    publish_members(worker, audience, range(50, 100))
+    # The Stats page, live: the initial sync's adds, then those of the other half.
     page.click("nav >> text=Stats")
+    expect(stats_a.locator('[data-count="added"]')).to_have_text("50", timeout=60_000)
+    page.wait_for_timeout(4_500)  # a few polls between the two on the chart
+    publish_members(worker, audience, range(50, 100))
     expect(stats_a.locator('[data-count="added"]')).to_have_text("100", timeout=60_000)
     expect(stats_b.locator('[data-count="added"]')).to_have_text("65", timeout=60_000)
     expect(stats_b.locator('[data-count="dropped"]')).to_contain_text("no_accepted_identity: 35")
