@@ -35,7 +35,9 @@ schemas: venv
 	$(PY) -m schemas.export
 
 # The whole suite, integration tests on the real broker included; the broker goes down after.
+# The console's browser test needs Debian's chromium: scripts/browser.sh installs it.
 test: venv lint typecheck
+	bash scripts/browser.sh
 	$(KAFKA) up
 	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(KAFKA) down; exit $$status
 

@@ -21,7 +21,9 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
 from control import metrics
-from control.bodies import ConnectionUpdate, OutputUpdate
+from control.bodies import Access, ConnectionUpdate, FieldProblem, OutputUpdate
+from control.console import add_console_routes, is_console_path
+from control.dead_letter_tail import DEFAULT_LIMIT, MAX_LIMIT, DeadLetterTail
 from control.openapi import openapi_document
 from control.stats import connection_stats
 from control.validation import (
@@ -47,7 +49,8 @@ log = logging.getLogger(__name__)
 
 WRITE_TIMEOUT_S = 10.0
 SCRAPE_TIMEOUT_S = 2.0
-_PROBES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+# Answered before the configuration is read (/access: a console asks it first).
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/access"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Found = TypeVar("Found")
@@ -73,6 +76,7 @@ class ControlPlane:
             **settings.kafka_client_options(), acks="all", enable_idempotence=True
         )
         self.session: aiohttp.ClientSession | None = None
+        self.dead_letters = DeadLetterTail(settings)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -86,6 +90,7 @@ class ControlPlane:
             self.settings.replication_factor,
         )
         await self.producer.start()
+        await self.dead_letters.start()
         view_task = asyncio.create_task(self.view.run())
         try:
             async with aiohttp.ClientSession() as self.session:
@@ -93,6 +98,7 @@ class ControlPlane:
         finally:
             view_task.cancel()
             await asyncio.gather(view_task, return_exceptions=True)
+            await self.dead_letters.stop()
             await self.producer.stop()
 
     async def write(self, topic: str, key: str, value: bytes | None) -> None:
@@ -180,23 +186,35 @@ async def _answer_errors(request: web.Request, handler: Handler) -> web.StreamRe
 
 @web.middleware
 async def _wait_for_config(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path not in _PROBES and not request.app[PLANE].view.loaded.is_set():
+    waits = request.path not in _PROBES and not is_console_path(request.path)
+    if waits and not request.app[PLANE].view.loaded.is_set():
         raise ApiError(503, "the configuration is not read yet")
     return await handler(request)
+
+
+def _writes_enabled(settings: Settings) -> bool:
+    return settings.api_writes_enabled and settings.api_token is not None
+
+
+def _token_valid(request: web.Request) -> bool:
+    settings = request.app[PLANE].settings
+    if not _writes_enabled(settings):
+        return False
+    assert settings.api_token is not None
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.api_token.get_secret_value().encode()
+    # Header bytes that are not UTF-8 arrive as lone surrogates: no token, not a 500.
+    given_bytes = given.strip().encode("utf-8", "surrogatepass")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given_bytes, expected)
 
 
 @web.middleware
 async def _check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return await handler(request)
-    settings = request.app[PLANE].settings
-    if not settings.api_writes_enabled or settings.api_token is None:
+    if not _writes_enabled(request.app[PLANE].settings):
         raise ApiError(403, "writes are disabled on this API")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    expected = settings.api_token.get_secret_value().encode()
-    # Header bytes that are not UTF-8 arrive as lone surrogates: no token, not a 500.
-    given_bytes = given.strip().encode("utf-8", "surrogatepass")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, expected):
+    if not _token_valid(request):
         # The answer never says what was sent, nor what was expected.
         return _problem(
             401, "a valid bearer token is needed to write", {"WWW-Authenticate": "Bearer"}
@@ -229,6 +247,11 @@ async def prometheus(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     return _json(openapi_document())
+
+
+async def access(request: web.Request) -> web.Response:
+    writes_enabled = _writes_enabled(request.app[PLANE].settings)
+    return _json(Access(writes_enabled=writes_enabled, token_valid=_token_valid(request)))
 
 
 async def list_partners(request: web.Request) -> web.Response:
@@ -362,11 +385,23 @@ async def get_connection_stats(request: web.Request) -> web.Response:
     return _json(connection_stats(connection, expositions, unreachable))
 
 
+async def list_dead_letters(request: web.Request) -> web.Response:
+    raw = request.query.get("limit", str(DEFAULT_LIMIT))
+    # ASCII digits only ("²" is a digit to str.isdigit), and few: int() refuses long strings.
+    limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else 0
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidBodyError(
+            [FieldProblem(field="limit", reason=f"an integer from 1 to {MAX_LIMIT}")]
+        )
+    return _json(await request.app[PLANE].dead_letters.latest(limit))
+
+
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/healthz", healthz),
     ("GET", "/readyz", readyz),
     ("GET", "/metrics", prometheus),
     ("GET", "/openapi.json", openapi),
+    ("GET", "/access", access),
     ("GET", "/partners", list_partners),
     ("GET", "/outputs", list_outputs),
     ("POST", "/outputs", create_output),
@@ -379,6 +414,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("PATCH", "/connections/{connection_id}", update_connection),
     ("DELETE", "/connections/{connection_id}", delete_connection),
     ("GET", "/connections/{connection_id}/stats", get_connection_stats),
+    ("GET", "/dead-letters", list_dead_letters),
 ]
 
 
@@ -395,6 +431,7 @@ async def build_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+    add_console_routes(app)
     return app
 
 

@@ -46,6 +46,21 @@ class OutputView(BaseModel):
     )
 
 
+class SettingField(BaseModel):
+    """One setting of a partner's settings model, enough to ask for it in a form."""
+
+    name: str
+    type: Literal["string", "integer", "number", "boolean", "object"]
+    format: str | None = Field(description="'uri' or 'path' for strings that must be one.")
+    required: bool
+    default: JsonValue = None
+    description: str
+    secret: bool = Field(
+        description="The setting names the environment variable holding a secret (never the "
+        "secret itself)."
+    )
+
+
 class PartnerView(BaseModel):
     name: str
     description: str
@@ -55,6 +70,17 @@ class PartnerView(BaseModel):
     sink: str | None = Field(description="The built-in adapter delivering it, if any.")
     required_settings: list[str]
     optional_settings: list[str]
+    settings: list[SettingField] = Field(description="The settings model, field by field.")
+    batch_limit: int = Field(description="Most records in one request to the partner.")
+    rate_per_second: float = Field(description="Requests per second the sink sends at most.")
+    rate_burst: int
+
+
+class SyncProgress(BaseModel):
+    """The initial syncs (and config changes' syncs) of a connection, over the workers."""
+
+    profiles: int = Field(description="Profiles the syncs have to check.")
+    done: int = Field(description="Profiles checked so far.")
 
 
 class ConnectionStats(BaseModel):
@@ -67,8 +93,16 @@ class ConnectionStats(BaseModel):
     attribute_updates: int
     dropped: dict[str, int] = Field(description="Records not sent, by reason.")
     last_record_timestamp: float | None = Field(description="Unix seconds of the last send.")
+    sync: SyncProgress | None = Field(description="Null when no worker has synced it.")
     workers_scraped: int
     workers_unreachable: int
+
+
+class Access(BaseModel):
+    """What the caller may do, for a console to offer only what the API would accept."""
+
+    writes_enabled: bool
+    token_valid: bool = Field(description="The request's bearer token would be accepted.")
 
 
 class FieldProblem(BaseModel):

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from control.bodies import (
+    Access,
     ConnectionStats,
     ConnectionUpdate,
     OutputUpdate,
@@ -18,8 +19,9 @@ from control.bodies import (
     Problem,
     ValidationProblem,
 )
+from control.dead_letter_tail import DEFAULT_LIMIT, MAX_LIMIT
 from partners.catalog import CATALOG
-from schemas.records import ConnectionConfig, OutputConfig
+from schemas.records import ConnectionConfig, DeadLetter, OutputConfig
 
 _REF = "#/components/schemas/{model}"
 Shape = type[BaseModel] | list[type[BaseModel]] | Literal["text"] | None
@@ -41,6 +43,11 @@ class Operation:
         return self.method != "get"
 
 
+_STRING = {"type": "string"}
+# Query parameters that are not free strings.
+_QUERY: dict[str, dict[str, Any]] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+}
 _NOT_FOUND: dict[int, tuple[str, Shape]] = {404: ("No such resource.", Problem)}
 _INVALID: dict[int, tuple[str, Shape]] = {
     422: ("The body is invalid: each problem names its field and reason.", ValidationProblem)
@@ -63,6 +70,14 @@ OPERATIONS = [
         "Prometheus metrics.",
         {200: ("Metrics.", "text")},
         tags=("probes",),
+    ),
+    Operation(
+        "get",
+        "/access",
+        "getAccess",
+        "Whether writes are enabled and the request's bearer token would be accepted.",
+        {200: ("What the caller may do.", Access)},
+        tags=("access",),
     ),
     Operation(
         "get",
@@ -169,6 +184,18 @@ OPERATIONS = [
         {200: ("Stats.", ConnectionStats), **_NOT_FOUND},
         tags=("connections",),
     ),
+    Operation(
+        "get",
+        "/dead-letters",
+        "listDeadLetters",
+        "The latest dead letters, newest first; settings of output records redacted.",
+        {
+            200: ("Dead letters.", [DeadLetter]),
+            422: ("The limit is out of range.", ValidationProblem),
+        },
+        query=("limit",),
+        tags=("dead-letters",),
+    ),
 ]
 
 
@@ -201,7 +228,7 @@ def _operation(operation: Operation) -> dict[str, Any]:
         for name in ("output_id", "connection_id")
         if "{" + name + "}" in operation.path
     ] + [
-        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+        {"name": name, "in": "query", "required": False, "schema": _QUERY.get(name, _STRING)}
         for name in operation.query
     ]
     if parameters:

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from control.bodies import ConnectionStats
+from control.bodies import ConnectionStats, SyncProgress
 from schemas.records import ConnectionConfig
 
 
@@ -27,10 +27,13 @@ def metric_value(exposition: str, name: str, **labels: str) -> float:
 def connection_stats(
     connection: ConnectionConfig, expositions: Sequence[str], unreachable: int
 ) -> ConnectionStats:
-    labels = {"output_id": connection.output_id, "connection_id": connection.connection_id}
+    key = connection.connection_id
+    labels = {"output_id": connection.output_id, "connection_id": key}
     forwarded: dict[str, float] = {}
     dropped: dict[str, float] = {}
     last: list[float] = []
+    sync: list[Sample] = []
+    sync_done = 0.0
     for text in expositions:
         for sample in metric_samples(text, "forwarder_records_forwarded_total", **labels):
             action = sample.labels["action"]
@@ -42,6 +45,8 @@ def connection_stats(
             sample.value
             for sample in metric_samples(text, "forwarder_last_record_timestamp_seconds", **labels)
         ]
+        sync += metric_samples(text, "forwarder_sync_profiles", connection_id=key)
+        sync_done += metric_value(text, "forwarder_sync_profiles_done", connection_id=key)
     return ConnectionStats(
         connection_id=connection.connection_id,
         output_id=connection.output_id,
@@ -50,6 +55,10 @@ def connection_stats(
         attribute_updates=int(forwarded.get("attribute_update", 0)),
         dropped={reason: int(count) for reason, count in sorted(dropped.items())},
         last_record_timestamp=max(last, default=None),
+        # A worker exports the gauges once it has begun a sync of the connection.
+        sync=SyncProgress(profiles=int(sum(s.value for s in sync)), done=int(sync_done))
+        if sync
+        else None,
         workers_scraped=len(expositions),
         workers_unreachable=unreachable,
     )

@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
-from control.bodies import FieldProblem, OutputView, PartnerView
+from control.bodies import FieldProblem, OutputView, PartnerView, SettingField
 from core.routing import Routing
 from partners.adapters import ADAPTERS
 from partners.adapters.base import AdapterSettings
@@ -46,7 +47,8 @@ def parse_body(model: type[Model], body: bytes) -> Model:
 def merged(model: type[Model], record: BaseModel, update: BaseModel) -> Model:
     """``record`` with the fields ``update`` sets replaced, validated as ``model`` again."""
     document = record.model_dump(mode="json") | update.model_dump(mode="json", exclude_unset=True)
-    return parse_body(model, orjson.dumps(document))
+    # pydantic's encoder, as the records are written with: orjson refuses integers past 64 bits.
+    return parse_body(model, to_json(document))
 
 
 def settings_model(partner: Partner) -> type[AdapterSettings] | None:
@@ -136,6 +138,28 @@ def duplicate_connection(connection: ConnectionConfig, routing: Routing) -> str 
     return None
 
 
+def setting_fields(model: type[AdapterSettings]) -> list[SettingField]:
+    """The model's fields as a form asks for them: required ones first, in model order."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    fields = []
+    for name, spec in schema["properties"].items():
+        # An optional field is anyOf [its type, null]: the form asks for its type.
+        shape = next((s for s in spec.get("anyOf", [spec]) if s.get("type") != "null"), spec)
+        fields.append(
+            SettingField(
+                name=name,
+                type=shape.get("type", "string"),
+                format=shape.get("format"),
+                required=name in required,
+                default=spec.get("default"),
+                description=spec.get("description", ""),
+                secret=name.endswith("_env"),
+            )
+        )
+    return sorted(fields, key=lambda field: not field.required)
+
+
 def partner_view(partner: Partner) -> PartnerView:
     model = settings_model(partner)
     fields = model.model_fields if model else {}
@@ -148,4 +172,8 @@ def partner_view(partner: Partner) -> PartnerView:
         sink=partner.adapter,
         required_settings=[name for name, info in fields.items() if info.is_required()],
         optional_settings=[name for name, info in fields.items() if not info.is_required()],
+        settings=setting_fields(model) if model else [],
+        batch_limit=partner.batch_limit,
+        rate_per_second=partner.rate_limit.per_second,
+        rate_burst=partner.rate_limit.burst,
     )

@@ -57,6 +57,8 @@ up() {
 
     start worker worker
     wait_for worker http://127.0.0.1:6066/healthz "$STARTED"
+    # The API sums the worker's counters for the stats (and the console's Stats page).
+    export FORWARDER_WORKER_METRICS_URLS='["http://127.0.0.1:6066/metrics"]'
     start api api
     wait_for api http://127.0.0.1:6068/readyz "$STARTED"
     # A sink delivers an output that exists: create it through the API, as a user would.
@@ -72,6 +74,7 @@ up() {
     cat <<INFO
 running (pids in $PIDS, logs in $LOGS/):
   worker  http://127.0.0.1:6066/healthz, /metrics
+  console http://127.0.0.1:6068/ (the API's token, for writes: cat $RUN/api-token)
   API     http://127.0.0.1:6068 (token in $RUN/api-token)
   sink    of output $OUTPUT into $JSONL/, http://127.0.0.1:6067/healthz
 next: source .venv/bin/activate; export FORWARDER_API_TOKEN=\$(cat $RUN/api-token)

@@ -214,3 +214,10 @@ def test_the_api_refuses_to_start_with_writes_and_no_token() -> None:
         "forwarder: invalid setting FORWARDER_API_TOKEN: needed while "
         "FORWARDER_API_WRITES_ENABLED is true (or set that to false for a read-only API)"
     ]
+
+
+def test_an_update_keeps_integers_past_64_bits() -> None:
+    """A PATCH merges through JSON: a large integer in settings is carried, not a 500."""
+    record = output(partner="custom", accepted_identities=["email"])
+    update = parse_body(OutputUpdate, b'{"settings": {"n": 1208925819614629174706176}}')
+    assert merged(OutputConfig, record, update).settings == {"n": 2**80}
