@@ -26,7 +26,7 @@ class OutputUpdate(_Body):
 class ConnectionUpdate(_Body):
     """Fields of a connection to replace; those left out keep their value."""
 
-    status: Literal["active", "inactive"] | None = None
+    status: Literal["active", "inactive", "preview"] | None = None
     forwarded_attributes: list[NonEmpty] | None = None
     on_disconnect: Literal["keep", "remove"] | None = None
     consent: ConsentRule | None = None

@@ -244,7 +244,7 @@ def _output_fields(parser: argparse.ArgumentParser) -> None:
 
 
 def _connection_fields(parser: argparse.ArgumentParser, status_default: str | None) -> None:
-    parser.add_argument("--status", choices=["active", "inactive"], default=status_default)
+    parser.add_argument("--status", choices=["active", "inactive", "preview"], default=status_default)
     parser.add_argument(
         "--attribute",
         dest="forwarded_attributes",

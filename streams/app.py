@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from faust.web import Request, Response, View
 from mode import BaseSignalT
 
@@ -32,6 +33,7 @@ from streams.faust_glue import (
     rewind_uncommitted,
 )
 from streams.health import WorkerHealth
+from streams.operator_reads import RETRY_AFTER_S, OperatorReads
 from streams.processor import (
     InputProcessor,
     InputRecord,
@@ -422,3 +424,35 @@ class Forwarder:
         async def metrics(view: View, request: Request) -> Response:
             body, content_type = exposition()
             return view.bytes(body, headers={"Content-Type": content_type})
+
+        self._add_operator_views()
+
+    def _add_operator_views(self) -> None:
+        """Explain and export (streams/operator_reads.py), for the API to forward to."""
+        app, config_view = self.app, self.config_view
+        reads = OperatorReads(
+            routing=self.routing,
+            store=self.store,
+            partitions=self.settings.input_partitions,
+            settled=lambda: (
+                config_view.loaded.is_set()
+                and not app.rebalancing
+                and not app.in_recovery
+                and app.owned_consumer.flow_active
+            ),
+        )
+
+        def answer(view: View, status: int, body: dict[str, Any]) -> Response:
+            headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else {}
+            body_bytes = orjson.dumps(body)
+            return view.bytes(
+                body_bytes, status=status, content_type="application/json", headers=headers
+            )
+
+        @app.page("/operator/explain")
+        async def explain(view: View, request: Request) -> Response:
+            return answer(view, *reads.explain(request.query))
+
+        @app.page("/operator/members")
+        async def members(view: View, request: Request) -> Response:
+            return answer(view, *await reads.members(request.query))
