@@ -31,4 +31,3 @@ def test_an_offset_never_goes_back() -> None:
     book.done(records("updates", 0, 10, 11))
     book.done(records("updates", 0, 3))  # a re-read after a rebalance
     assert book.take(lambda tp: True) == {("updates", 0): 12}
-
