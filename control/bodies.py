@@ -57,18 +57,91 @@ class PartnerView(BaseModel):
     optional_settings: list[str]
 
 
+class PreviewStats(BaseModel):
+    """What a connection in preview would have sent (nothing was), as the workers evaluated it
+    since they started."""
+
+    members: int = Field(description="Profiles the partner would hold.")
+    members_by_identity_type: dict[str, int] = Field(
+        description="Of them, those that would be sent with each identity type."
+    )
+    would_send: dict[str, int] = Field(description="Records it would have sent, by action.")
+
+
 class ConnectionStats(BaseModel):
     """Summed over the workers scraped."""
 
     connection_id: str
     output_id: str
+    status: str
     added: int
     removed: int
     attribute_updates: int
     dropped: dict[str, int] = Field(description="Records not sent, by reason.")
     last_record_timestamp: float | None = Field(description="Unix seconds of the last send.")
+    sync_profiles: int = Field(
+        description="Profiles the connection's syncs (initial, resync, config change) check."
+    )
+    sync_profiles_done: int = Field(description="Of them, checked so far.")
+    resync_generation: int = Field(description="The last resync requested (0: none).")
+    resync_partitions_done: int = Field(
+        description="Input partitions that finished that resync, of FORWARDER_INPUT_PARTITIONS."
+    )
+    preview: PreviewStats | None = Field(description="Set while the connection is in preview.")
     workers_scraped: int
     workers_unreachable: int
+
+
+class Explanation(BaseModel):
+    """Why a profile is or is not at a connection's partner: identity types, never values."""
+
+    mpid: str
+    connection_id: str
+    audience_id: str
+    output_id: str
+    connection_status: str
+    output_exists: bool
+    profile_known: bool
+    member: bool
+    membership_timestamp_ms: int | None
+    identity_types: list[str] = Field(description="The types the profile has.")
+    accepted_identity_types: list[str] = Field(description="The types the output accepts.")
+    matching_identity_types: list[str]
+    consent: dict[str, Any] = Field(description="The connection's rule and its verdict.")
+    sent: dict[str, Any] | None = Field(
+        description="What the partner was sent and holds: identity types, attribute names, "
+        "the last record's action, record_id and timestamp, since when it holds the profile."
+    )
+    previewed: dict[str, Any] | None = Field(
+        description="For a connection in preview, what it would have sent."
+    )
+    verdict: Literal[
+        "at_partner",
+        "unknown_profile",
+        "not_member",
+        "consent",
+        "no_accepted_identity",
+        "inactive",
+        "preview",
+        "output_deleted",
+        "pending",
+    ] = Field(description="pending: it qualifies and its add is on its way.")
+    partition: int = Field(description="The input partition holding the profile.")
+
+
+class HeldIdentity(BaseModel):
+    type: str
+    value: str
+
+
+class HeldMember(BaseModel):
+    """One line of the export: a profile as its partner should hold it. The last line is
+    ``{"next_cursor": ...}`` instead (null when the export is complete)."""
+
+    mpid: str
+    identities: list[HeldIdentity] = Field(description="As sent.")
+    attributes: dict[str, Any] = Field(description="As sent.")
+    since_ms: int | None = Field(description="When the partner was sent the profile first.")
 
 
 class FieldProblem(BaseModel):

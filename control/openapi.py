@@ -12,6 +12,8 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from control.bodies import (
     ConnectionStats,
     ConnectionUpdate,
+    Explanation,
+    HeldMember,
     OutputUpdate,
     OutputView,
     PartnerView,
@@ -22,7 +24,14 @@ from partners.catalog import CATALOG
 from schemas.records import ConnectionConfig, OutputConfig
 
 _REF = "#/components/schemas/{model}"
-Shape = type[BaseModel] | list[type[BaseModel]] | Literal["text"] | None
+# A tuple: an NDJSON stream of the model's lines.
+Shape = (
+    type[BaseModel]
+    | list[type[BaseModel]]
+    | tuple[Literal["ndjson"], type[BaseModel]]
+    | Literal["text"]
+    | None
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,9 @@ class Operation:
     body: type[BaseModel] | None = None
     query: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    required_query: tuple[str, ...] = ()
+    # A read that returns identity values: it needs the token as writes do.
+    needs_token: bool = False
 
     @property
     def writes(self) -> bool:
@@ -44,6 +56,13 @@ class Operation:
 _NOT_FOUND: dict[int, tuple[str, Shape]] = {404: ("No such resource.", Problem)}
 _INVALID: dict[int, tuple[str, Shape]] = {
     422: ("The body is invalid: each problem names its field and reason.", ValidationProblem)
+}
+_RETRY: dict[int, tuple[str, Shape]] = {
+    503: (
+        "The worker owning the partition is rebalancing, or none answered; retry after the "
+        "Retry-After seconds.",
+        Problem,
+    )
 }
 
 OPERATIONS = [
@@ -169,6 +188,47 @@ OPERATIONS = [
         {200: ("Stats.", ConnectionStats), **_NOT_FOUND},
         tags=("connections",),
     ),
+    Operation(
+        "get",
+        "/connections/{connection_id}/explain",
+        "explainProfile",
+        "Why a profile is or is not at the connection's partner, from the worker owning it: "
+        "membership, identity types against those accepted, consent, status, what was sent. "
+        "Identity types only, never values.",
+        {200: ("The explanation.", Explanation), **_NOT_FOUND, **_INVALID, **_RETRY},
+        required_query=("mpid",),
+        tags=("operations",),
+    ),
+    Operation(
+        "get",
+        "/connections/{connection_id}/members",
+        "exportMembers",
+        "What the partner should hold now, as NDJSON: one line per profile (identities and "
+        'attributes as sent), then a last line {"next_cursor": ...} to pass as cursor for '
+        "the next page (null: complete). Needs the token: it returns identities.",
+        {
+            200: ("The members.", ("ndjson", HeldMember)),
+            **_NOT_FOUND,
+            **_INVALID,
+            **_RETRY,
+        },
+        query=("cursor", "limit"),
+        needs_token=True,
+        tags=("operations",),
+    ),
+    Operation(
+        "post",
+        "/connections/{connection_id}/resync",
+        "resyncConnection",
+        "Send every current member of an active connection to its partner again, as adds, "
+        "under record ids of a new resync generation; progress in the stats.",
+        {
+            202: ("Requested; the connection with its new resync generation.", ConnectionConfig),
+            409: ("Not active, or a resync of it is running.", Problem),
+            **_NOT_FOUND,
+        },
+        tags=("operations",),
+    ),
 ]
 
 
@@ -181,6 +241,8 @@ def _content(shape: Shape) -> dict[str, Any]:
         return {}
     if shape == "text":
         return {"content": {"text/plain": {"schema": {"type": "string"}}}}
+    if isinstance(shape, tuple):
+        return {"content": {"application/x-ndjson": {"schema": _ref(shape[1])}}}
     schema = {"type": "array", "items": _ref(shape[0])} if isinstance(shape, list) else _ref(shape)
     return {"content": {"application/json": {"schema": schema}}}
 
@@ -201,8 +263,13 @@ def _operation(operation: Operation) -> dict[str, Any]:
         for name in ("output_id", "connection_id")
         if "{" + name + "}" in operation.path
     ] + [
-        {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-        for name in operation.query
+        {
+            "name": name,
+            "in": "query",
+            "required": name in operation.required_query,
+            "schema": {"type": "string"},
+        }
+        for name in (*operation.required_query, *operation.query)
     ]
     if parameters:
         spec["parameters"] = parameters
@@ -213,10 +280,13 @@ def _operation(operation: Operation) -> dict[str, Any]:
         }
     if operation.method == "post" and 201 in operation.responses:
         responses["201"]["links"] = _links_from(operation)
-    if operation.writes:
+    if operation.writes or operation.needs_token:
         spec["security"] = [{"bearer": []}]
         responses["401"] = {"description": "No valid bearer token.", **_content(Problem)}
-        responses["403"] = {"description": "Writes are disabled.", **_content(Problem)}
+        responses["403"] = {
+            "description": "Writes are disabled." if operation.writes else "The API has no token.",
+            **_content(Problem),
+        }
     return spec
 
 
@@ -242,6 +312,8 @@ def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
         for _, shape in operation.responses.values():
             if isinstance(shape, list):
                 shapes.update(shape)
+            elif isinstance(shape, tuple):
+                shapes.add(shape[1])
             elif isinstance(shape, type):
                 shapes.add(shape)
     shapes.add(Problem)
