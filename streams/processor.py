@@ -287,6 +287,9 @@ class InputProcessor:
                 state = load_profile(stored)
                 decision = reconcile(state, self.routing, source, timestamp)
                 if decision.state is state:
+                    if decision.drops:
+                        # Evaluated as a live event is: its drops count (a preview shows them).
+                        unit.metrics.count(decision)
                     continue
                 try:
                     encoded = self._encode(decision)
