@@ -87,6 +87,10 @@ class ConnectionStats(BaseModel):
     resync_partitions_done: int = Field(
         description="Input partitions that finished that resync, of FORWARDER_INPUT_PARTITIONS."
     )
+    partner_profiles: int = Field(
+        description="Profiles the partner holds, as the workers last counted them from their "
+        "state (every FORWARDER_PARTNER_COUNT_INTERVAL_S): compare with the partner's count."
+    )
     preview: PreviewStats | None = Field(description="Set while the connection is in preview.")
     workers_scraped: int
     workers_unreachable: int

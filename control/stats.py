@@ -66,6 +66,7 @@ def connection_stats(
         resync_partitions_done=sum(
             1 for done in resync_done.values() if generation and done >= generation
         ),
+        partner_profiles=int(_summed(expositions, "forwarder_partner_profiles", labels)),
         preview=_preview(expositions, labels) if connection.status == "preview" else None,
         workers_scraped=len(expositions),
         workers_unreachable=unreachable,

@@ -139,6 +139,17 @@ class Forwarder:
             config_applied=self.config_view.applied,
         )
         self.health = WorkerHealth(settings.stall_timeout_s)
+        self.operator_reads = OperatorReads(
+            routing=self.routing,
+            store=self.store,
+            partitions=self.settings.input_partitions,
+            settled=lambda: (
+                self.config_view.loaded.is_set()
+                and not self.app.rebalancing
+                and not self.app.in_recovery
+                and self.app.owned_consumer.flow_active
+            ),
+        )
 
         # Both are subscribed, but their batches run in the consumer's fetch loop, one at a
         # time, and are committed by it (streams/faust_glue.py: OwnedConsumer).
@@ -156,6 +167,8 @@ class Forwarder:
         )
         self.app.task(self._run_config_view)
         self.app.timer(interval=5.0)(self._update_gauges)
+        self.app.timer(interval=settings.partner_count_interval_s)(self._count_partner_profiles)
+        self._partner_labels: set[tuple[str, str, str]] = set()
         self.app.on_rebalance_complete.connect(self._after_rebalance)
         self._add_web_views()
 
@@ -356,6 +369,21 @@ class Forwarder:
             # A gauge must never take the worker down (an assignment may change under it).
             log.warning("updating the gauges failed", exc_info=True)
 
+    async def _count_partner_profiles(self) -> None:
+        """forwarder_partner_profiles, counted from the state (a read, in chunks)."""
+        try:
+            counts = await self.operator_reads.held_counts()
+        except Exception:
+            log.warning("counting the partners' profiles failed", exc_info=True)
+            return
+        if counts is None:
+            return  # rebalancing: counted again at the next interval
+        for gone in self._partner_labels - counts.keys():
+            metrics.PARTNER_PROFILES.remove(*gone)  # a partition moved, a connection ended
+        for labels, count in counts.items():
+            metrics.PARTNER_PROFILES.labels(*labels).set(count)
+        self._partner_labels = set(counts)
+
     async def _observe(self) -> None:
         consumer = self.app.consumer
         input_topics = self.inputs.topics
@@ -429,18 +457,7 @@ class Forwarder:
 
     def _add_operator_views(self) -> None:
         """Explain and export (streams/operator_reads.py), for the API to forward to."""
-        app, config_view = self.app, self.config_view
-        reads = OperatorReads(
-            routing=self.routing,
-            store=self.store,
-            partitions=self.settings.input_partitions,
-            settled=lambda: (
-                config_view.loaded.is_set()
-                and not app.rebalancing
-                and not app.in_recovery
-                and app.owned_consumer.flow_active
-            ),
-        )
+        app, reads = self.app, self.operator_reads
 
         def answer(view: View, status: int, body: dict[str, Any]) -> Response:
             headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else {}

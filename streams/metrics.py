@@ -71,3 +71,9 @@ RESYNC_DONE = Gauge(
     "The last resync generation of a connection that this worker finished on a partition.",
     ["connection_id", "partition"],
 )
+PARTNER_PROFILES = Gauge(
+    "forwarder_partner_profiles",
+    "Profiles a connection's partner holds (was sent and not removed), per input partition this "
+    "worker owns, as of its last count (FORWARDER_PARTNER_COUNT_INTERVAL_S).",
+    ["output_id", "connection_id", "partition"],
+)

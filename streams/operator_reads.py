@@ -10,6 +10,7 @@ the event loop between chunks, so the fetch loop running the batches is not held
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,8 @@ from streams.processor import StateStore, state_key
 READ_CHUNK = 200
 MAX_PAGE = 10_000
 RETRY_AFTER_S = 2
+# In every sent entry of a state (and a preview's): states without it hold no send.
+SENT_ENTRY = b'"output_id"'
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -68,6 +71,37 @@ class OperatorReads:
             **explain(mpid, state, connection, output, self.routing),
             "partition": partition,
         }
+
+    async def count_held(self, partition: int) -> Counter[tuple[str, str]] | None:
+        """Profiles each (output, connection) holds in one owned partition; None when the
+        partition was lost during the count (its new owner counts it)."""
+        held: Counter[tuple[str, str]] = Counter()
+        for index, key in enumerate(self.store.keys(partition)):
+            if index and index % READ_CHUNK == 0:
+                await asyncio.sleep(0)
+                if not self.store.owns(partition):
+                    return None
+            stored = self.store.get(partition, key)
+            # A state that holds a send names its output; the test spares parsing the others.
+            if stored is None or SENT_ENTRY not in stored:
+                continue
+            for connection_id, entry in load_profile(stored)["sent"].items():
+                held[(entry["output_id"], connection_id)] += 1
+        return held
+
+    async def held_counts(self) -> dict[tuple[str, str, str], int] | None:
+        """Profiles each partner holds, per (output, connection, partition) owned; None while
+        the worker is not settled (the last counts stand)."""
+        counts: dict[tuple[str, str, str], int] = {}
+        for partition in range(self.partitions):
+            if not self.settled():
+                return None
+            if not self.store.owns(partition):
+                continue
+            held = await self.count_held(partition)
+            for (output_id, connection_id), count in (held or {}).items():
+                counts[(output_id, connection_id, str(partition))] = count
+        return counts if self.settled() else None
 
     async def members(self, query: Mapping[str, str]) -> Answer:
         """One page of the partner's members in one partition, in key order after ``after``."""
