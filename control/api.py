@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -47,6 +46,7 @@ from control.workers import (
     resync_running,
     worker_base_urls,
 )
+from core.auth import bearer_matches
 from core.config import ConfigView
 from core.kafka_admin import TopicSpec, ensure_topics
 from core.prometheus import exposition
@@ -216,11 +216,7 @@ def _token_refused(request: web.Request, what: str) -> web.Response | None:
     token = request.app[PLANE].settings.api_token
     if token is None:
         raise ApiError(403, f"this API has no FORWARDER_API_TOKEN: it cannot {what}")
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    expected = token.get_secret_value().encode()
-    # Header bytes that are not UTF-8 arrive as lone surrogates: no token, not a 500.
-    given_bytes = given.strip().encode("utf-8", "surrogatepass")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, expected):
+    if not bearer_matches(request.headers.get("Authorization", ""), token):
         # The answer never says what was sent, nor what was expected.
         return _problem(
             401, f"a valid bearer token is needed to {what}", {"WWW-Authenticate": "Bearer"}
@@ -389,9 +385,15 @@ async def get_connection_stats(request: web.Request) -> web.Response:
 # Operator questions (explain, export, resync), forwarded to the workers (control/workers.py).
 
 
-async def _ask_owner(plane: ControlPlane, path: str, params: dict[str, str]) -> dict[str, Any]:
+async def _ask_owner(
+    plane: ControlPlane, path: str, params: dict[str, str], with_token: bool = False
+) -> dict[str, Any]:
     assert plane.session is not None
-    answers = await ask_workers(plane.session, plane.worker_urls, path, params)
+    token = plane.settings.api_token
+    headers = (
+        {"Authorization": f"Bearer {token.get_secret_value()}"} if with_token and token else {}
+    )
+    answers = await ask_workers(plane.session, plane.worker_urls, path, params, headers)
     try:
         return owner_answer(answers)
     except WorkerRefusedError as error:
@@ -448,7 +450,7 @@ async def export_members(request: web.Request) -> web.StreamResponse:
             "limit": str(limit - written),
         }
         try:
-            page = await _ask_owner(plane, "/operator/members", params)
+            page = await _ask_owner(plane, "/operator/members", params, with_token=True)
         except NoOwnerError as error:
             if not response.prepared:
                 return _retry_later(error)

@@ -74,15 +74,25 @@ class WorkerRefusedError(Exception):
 
 
 async def ask_workers(
-    session: aiohttp.ClientSession, bases: Sequence[str], path: str, params: Mapping[str, str]
+    session: aiohttp.ClientSession,
+    bases: Sequence[str],
+    path: str,
+    params: Mapping[str, str],
+    headers: Mapping[str, str],
 ) -> list[Answer]:
-    return list(await asyncio.gather(*(_ask(session, base + path, params) for base in bases)))
+    asked = (_ask(session, base + path, params, headers) for base in bases)
+    return list(await asyncio.gather(*asked))
 
 
-async def _ask(session: aiohttp.ClientSession, url: str, params: Mapping[str, str]) -> Answer:
+async def _ask(
+    session: aiohttp.ClientSession,
+    url: str,
+    params: Mapping[str, str],
+    headers: Mapping[str, str],
+) -> Answer:
     try:
         timeout = aiohttp.ClientTimeout(total=ASK_TIMEOUT_S)
-        async with session.get(url, params=params, timeout=timeout) as response:
+        async with session.get(url, params=params, headers=headers, timeout=timeout) as response:
             raw = await response.read()
             body = orjson.loads(raw) if raw else None
             return Answer(response.status, body if isinstance(body, dict) else None)

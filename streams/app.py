@@ -12,6 +12,7 @@ import orjson
 from faust.web import Request, Response, View
 from mode import BaseSignalT
 
+from core.auth import bearer_matches
 from core.config import ConfigView, apply_config
 from core.dead_letters import ENVELOPE_BYTES, redact
 from core.errors import ConfigError
@@ -171,6 +172,7 @@ class Forwarder:
         self._partner_labels: set[tuple[str, str, str]] = set()
         self.app.on_rebalance_complete.connect(self._after_rebalance)
         self._add_web_views()
+        self._add_operator_views()
 
     async def create_topics(self) -> None:
         """Create the missing topics of ``required_topics``, wait until each is visible with a
@@ -453,8 +455,6 @@ class Forwarder:
             body, content_type = exposition()
             return view.bytes(body, headers={"Content-Type": content_type})
 
-        self._add_operator_views()
-
     def _add_operator_views(self) -> None:
         """Explain and export (streams/operator_reads.py), for the API to forward to."""
         app, reads = self.app, self.operator_reads
@@ -470,6 +470,14 @@ class Forwarder:
         async def explain(view: View, request: Request) -> Response:
             return answer(view, *reads.explain(request.query))
 
+        token = self.settings.api_token
+
         @app.page("/operator/members")
         async def members(view: View, request: Request) -> Response:
+            # Identity values: only for the API, which sends the token both are given.
+            if token is None:
+                detail = "exports need FORWARDER_API_TOKEN on the worker"
+                return answer(view, 403, {"detail": detail})
+            if not bearer_matches(request.headers.get("Authorization", ""), token):
+                return answer(view, 401, {"detail": "a valid bearer token is needed"})
             return answer(view, *await reads.members(request.query))

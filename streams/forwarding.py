@@ -238,8 +238,11 @@ def reconcile(state: ProfileState, routing: Routing, source: Source, timestamp_m
         if membership["member"]:
             for member_connection in routing.connections_for(audience_id):
                 candidates[member_connection.connection_id] = member_connection
+    for connection_id in state["sent"]:
+        if connection_id not in candidates:
+            candidates[connection_id] = routing.find_connection(connection_id)
     previewed = state.get("preview") or {}
-    for connection_id in (*state["sent"], *previewed):
+    for connection_id in previewed:
         if connection_id not in candidates:
             candidates[connection_id] = routing.find_connection(connection_id)
 
@@ -479,6 +482,7 @@ class _RecordBuilder:
         self.last_action = action
         if self.preview_actions is not None:
             self.preview_actions.append(action)
+            self.last_record_id = None  # nothing was sent
         else:
             decision.records.append(self.record(action, identities, attributes))
 

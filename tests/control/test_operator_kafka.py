@@ -41,7 +41,8 @@ class Deployment:
                 app_id=self.name,
                 data_dir=tmp / f"worker-{n}",
                 partitions=PARTITIONS,
-                extra_env={"FORWARDER_PARTNER_COUNT_INTERVAL_S": "2"},
+                # The token: the workers give identities (the export) only to the API.
+                extra_env={"FORWARDER_PARTNER_COUNT_INTERVAL_S": "2", "FORWARDER_API_TOKEN": TOKEN},
             )
             for n in range(2)
         ]
@@ -269,6 +270,10 @@ def test_explain_and_export_from_whichever_worker_owns_the_profile(d: Deployment
     assert refused.returncode == 1 and "401" in refused.stderr
 
     assert d.call("GET", "/connections/c-op/members", token=None)[0] == 401
+    worker_url = f"http://127.0.0.1:{d.workers[0].web_port}/operator/members"
+    with pytest.raises(urllib.error.HTTPError) as refused_by_worker:
+        urllib.request.urlopen(f"{worker_url}?connection_id=c-op&partition=0", timeout=5)
+    assert refused_by_worker.value.code == 401
     assert d.call("GET", "/connections/c-op/members", token="wrong")[0] == 401
     assert d.call("GET", "/connections/c-op/explain")[0] == 422
     assert d.call("GET", "/connections/nope/explain?mpid=m-1")[0] == 404
