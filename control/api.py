@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -37,13 +37,27 @@ from control.validation import (
     partner_view,
     validated_output,
 )
+from control.workers import (
+    EXPORT_MAX,
+    EXPORT_PAGE,
+    RETRY_AFTER_S,
+    NoOwnerError,
+    WorkerRefusedError,
+    ask_workers,
+    decode_cursor,
+    encode_cursor,
+    owner_answer,
+    resync_running,
+    worker_base_urls,
+)
+from core.auth import bearer_matches
 from core.config import ConfigView
 from core.kafka_admin import TopicSpec, ensure_topics
 from core.prometheus import exposition
 from core.routing import Routing
 from core.settings import Settings, SettingsError
 from partners.catalog import CATALOG, Output
-from schemas.records import ConnectionConfig, OutputConfig, SourceRef
+from schemas.records import ConnectionConfig, OutputConfig, Resync, SourceRef
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +91,8 @@ class ControlPlane:
         )
         self.session: aiohttp.ClientSession | None = None
         self.dead_letters = DeadLetterTail(settings)
+        self.worker_urls = worker_base_urls(settings.worker_metrics_urls)
+        self.resync_lock = asyncio.Lock()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -196,16 +212,14 @@ def _writes_enabled(settings: Settings) -> bool:
     return settings.api_writes_enabled and settings.api_token is not None
 
 
+def _carries_token(request: web.Request) -> bool:
+    token = request.app[PLANE].settings.api_token
+    return token is not None and bearer_matches(request.headers.get("Authorization", ""), token)
+
+
 def _token_valid(request: web.Request) -> bool:
-    settings = request.app[PLANE].settings
-    if not _writes_enabled(settings):
-        return False
-    assert settings.api_token is not None
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    expected = settings.api_token.get_secret_value().encode()
-    # Header bytes that are not UTF-8 arrive as lone surrogates: no token, not a 500.
-    given_bytes = given.strip().encode("utf-8", "surrogatepass")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given_bytes, expected)
+    """Whether a write with this request's token would be accepted."""
+    return _writes_enabled(request.app[PLANE].settings) and _carries_token(request)
 
 
 @web.middleware
@@ -214,12 +228,21 @@ async def _check_token(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     if not _writes_enabled(request.app[PLANE].settings):
         raise ApiError(403, "writes are disabled on this API")
-    if not _token_valid(request):
+    refused = _token_refused(request, "write")
+    return refused if refused is not None else await handler(request)
+
+
+def _token_refused(request: web.Request, what: str) -> web.Response | None:
+    """401 unless the request carries the API token; the reads that return identity values
+    need it as writes do."""
+    if request.app[PLANE].settings.api_token is None:
+        raise ApiError(403, f"this API has no FORWARDER_API_TOKEN: it cannot {what}")
+    if not _carries_token(request):
         # The answer never says what was sent, nor what was expected.
         return _problem(
-            401, "a valid bearer token is needed to write", {"WWW-Authenticate": "Bearer"}
+            401, f"a valid bearer token is needed to {what}", {"WWW-Authenticate": "Bearer"}
         )
-    return await handler(request)
+    return None
 
 
 # Probes and documents.
@@ -396,6 +419,123 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     return _json(await request.app[PLANE].dead_letters.latest(limit))
 
 
+# Operator questions (explain, export, resync), forwarded to the workers (control/workers.py).
+
+
+async def _ask_owner(
+    plane: ControlPlane, path: str, params: dict[str, str], with_token: bool = False
+) -> dict[str, Any]:
+    assert plane.session is not None
+    token = plane.settings.api_token
+    headers = (
+        {"Authorization": f"Bearer {token.get_secret_value()}"} if with_token and token else {}
+    )
+    answers = await ask_workers(plane.session, plane.worker_urls, path, params, headers)
+    try:
+        return owner_answer(answers)
+    except WorkerRefusedError as error:
+        raise ApiError(error.status, error.detail) from None
+
+
+def _retry_later(error: NoOwnerError) -> web.Response:
+    return _problem(503, error.detail, {"Retry-After": str(RETRY_AFTER_S)})
+
+
+async def explain_profile(request: web.Request) -> web.Response:
+    plane = request.app[PLANE]
+    connection = _connection(plane, request.match_info["connection_id"])
+    mpid = request.query.get("mpid")
+    if not mpid:
+        raise InvalidBodyError([FieldProblem(field="mpid", reason="Query parameter required")])
+    try:
+        answer = await _ask_owner(
+            plane,
+            "/operator/explain",
+            {"connection_id": connection.connection_id, "mpid": mpid},
+        )
+    except NoOwnerError as error:
+        return _retry_later(error)
+    return _json(answer)
+
+
+async def export_members(request: web.Request) -> web.StreamResponse:
+    """NDJSON: one line per profile the partner should hold, then ``{"next_cursor": ...}``."""
+    refused = _token_refused(request, "export identities")
+    if refused is not None:
+        return refused
+    plane = request.app[PLANE]
+    connection = _connection(plane, request.match_info["connection_id"])
+    try:
+        partition, after = decode_cursor(request.query.get("cursor"))
+        limit = int(request.query.get("limit", EXPORT_PAGE))
+    except ValueError as error:
+        raise InvalidBodyError([FieldProblem(field="cursor", reason=str(error))]) from None
+    if not 1 <= limit <= EXPORT_MAX:
+        raise InvalidBodyError([FieldProblem(field="limit", reason=f"1 to {EXPORT_MAX}")])
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    written = 0
+    partitions = plane.settings.input_partitions
+    while partition < partitions and written < limit:
+        params = {
+            "connection_id": connection.connection_id,
+            "partition": str(partition),
+            "after": after,
+            "limit": str(limit - written),
+        }
+        try:
+            page = await _ask_owner(plane, "/operator/members", params, with_token=True)
+        except NoOwnerError as error:
+            if not response.prepared:
+                return _retry_later(error)
+            break  # the cursor below resumes here, once the partition has its owner again
+        if not response.prepared:
+            await response.prepare(request)
+        members = page["members"]
+        await response.write(b"".join(orjson.dumps(member) + b"\n" for member in members))
+        written += len(members)
+        partition, after = (
+            (partition + 1, "") if page["next_after"] is None else (partition, page["next_after"])
+        )
+    if not response.prepared:
+        await response.prepare(request)
+    cursor = encode_cursor(partition, after) if partition < partitions else None
+    await response.write(orjson.dumps({"next_cursor": cursor}) + b"\n")
+    await response.write_eof()
+    return response
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def resync_connection(request: web.Request) -> web.Response:
+    plane = request.app[PLANE]
+    connection_id = request.match_info["connection_id"]
+    # One resync decision at a time in this process: two requests racing would both pass.
+    async with plane.resync_lock:
+        connection = _connection(plane, connection_id)
+        if connection.status != "active":
+            raise ApiError(409, f"the connection is {connection.status}; only active ones resync")
+        now = now_ms()
+        if connection.resync is not None:
+            expositions, _ = await plane.scrape_workers()
+            if resync_running(
+                connection_id,
+                connection.resync.generation,
+                connection.resync.requested_ms,
+                now,
+                plane.settings.input_partitions,
+                expositions,
+            ):
+                raise ApiError(409, "a resync of this connection is running; see its stats")
+        resync = Resync(generation=connection.resync_generation + 1, requested_ms=now)
+        updated = connection.model_copy(update={"resync": resync})
+        await plane.write(
+            plane.connections_topic, connection_id, updated.model_dump_json().encode()
+        )
+    return _json(_connection(plane, connection_id), 202)
+
+
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/healthz", healthz),
     ("GET", "/readyz", readyz),
@@ -414,6 +554,9 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("PATCH", "/connections/{connection_id}", update_connection),
     ("DELETE", "/connections/{connection_id}", delete_connection),
     ("GET", "/connections/{connection_id}/stats", get_connection_stats),
+    ("GET", "/connections/{connection_id}/explain", explain_profile),
+    ("GET", "/connections/{connection_id}/members", export_members),
+    ("POST", "/connections/{connection_id}/resync", resync_connection),
     ("GET", "/dead-letters", list_dead_letters),
 ]
 

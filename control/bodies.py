@@ -26,7 +26,7 @@ class OutputUpdate(_Body):
 class ConnectionUpdate(_Body):
     """Fields of a connection to replace; those left out keep their value."""
 
-    status: Literal["active", "inactive"] | None = None
+    status: Literal["active", "inactive", "preview"] | None = None
     forwarded_attributes: list[NonEmpty] | None = None
     on_disconnect: Literal["keep", "remove"] | None = None
     consent: ConsentRule | None = None
@@ -77,10 +77,21 @@ class PartnerView(BaseModel):
 
 
 class SyncProgress(BaseModel):
-    """The initial syncs (and config changes' syncs) of a connection, over the workers."""
+    """The syncs of a connection (initial, resync, config change), summed over the workers."""
 
     profiles: int = Field(description="Profiles the syncs have to check.")
     done: int = Field(description="Profiles checked so far.")
+
+
+class PreviewStats(BaseModel):
+    """What a connection in preview would have sent (nothing was), as the workers evaluated it
+    since they started."""
+
+    members: int = Field(description="Profiles the partner would hold.")
+    members_by_identity_type: dict[str, int] = Field(
+        description="Of them, those that would be sent with each identity type."
+    )
+    would_send: dict[str, int] = Field(description="Records it would have sent, by action.")
 
 
 class ConnectionStats(BaseModel):
@@ -88,12 +99,25 @@ class ConnectionStats(BaseModel):
 
     connection_id: str
     output_id: str
+    status: str
     added: int
     removed: int
     attribute_updates: int
     dropped: dict[str, int] = Field(description="Records not sent, by reason.")
     last_record_timestamp: float | None = Field(description="Unix seconds of the last send.")
-    sync: SyncProgress | None = Field(description="Null when no worker has synced it.")
+    sync: SyncProgress | None = Field(
+        description="The connection's syncs (initial, resync, config change); null when no "
+        "worker has synced it."
+    )
+    resync_generation: int = Field(description="The last resync requested (0: none).")
+    resync_partitions_done: int = Field(
+        description="Input partitions that finished that resync, of FORWARDER_INPUT_PARTITIONS."
+    )
+    partner_profiles: int = Field(
+        description="Profiles the partner holds, as the workers last counted them from their "
+        "state (every FORWARDER_PARTNER_COUNT_INTERVAL_S): compare with the partner's count."
+    )
+    preview: PreviewStats | None = Field(description="Set while the connection is in preview.")
     workers_scraped: int
     workers_unreachable: int
 
@@ -103,6 +127,58 @@ class Access(BaseModel):
 
     writes_enabled: bool
     token_valid: bool = Field(description="The request's bearer token would be accepted.")
+
+
+class Explanation(BaseModel):
+    """Why a profile is or is not at a connection's partner: identity types, never values."""
+
+    mpid: str
+    connection_id: str
+    audience_id: str
+    output_id: str
+    connection_status: str
+    output_exists: bool
+    profile_known: bool
+    member: bool
+    membership_timestamp_ms: int | None
+    identity_types: list[str] = Field(description="The types the profile has.")
+    accepted_identity_types: list[str] = Field(description="The types the output accepts.")
+    matching_identity_types: list[str]
+    consent: dict[str, Any] = Field(description="The connection's rule and its verdict.")
+    sent: dict[str, Any] | None = Field(
+        description="What the partner was sent and holds: identity types, attribute names, "
+        "the last record's action, record_id and timestamp, since when it holds the profile."
+    )
+    previewed: dict[str, Any] | None = Field(
+        description="For a connection in preview, what it would have sent."
+    )
+    verdict: Literal[
+        "at_partner",
+        "unknown_profile",
+        "not_member",
+        "consent",
+        "no_accepted_identity",
+        "inactive",
+        "preview",
+        "output_deleted",
+        "pending",
+    ] = Field(description="pending: it qualifies and its add is on its way.")
+    partition: int = Field(description="The input partition holding the profile.")
+
+
+class HeldIdentity(BaseModel):
+    type: str
+    value: str
+
+
+class HeldMember(BaseModel):
+    """One line of the export: a profile as its partner should hold it. The last line is
+    ``{"next_cursor": ...}`` instead (null when the export is complete)."""
+
+    mpid: str
+    identities: list[HeldIdentity] = Field(description="As sent.")
+    attributes: dict[str, Any] = Field(description="As sent.")
+    since_ms: int | None = Field(description="When the partner was sent the profile first.")
 
 
 class FieldProblem(BaseModel):

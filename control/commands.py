@@ -145,6 +145,39 @@ def _request(
     return 0
 
 
+def _export(args: argparse.Namespace, path: str) -> int:
+    """Print every member line, page after page, until the export's cursor is null."""
+    settings = load_settings()
+    base = (args.api_url or f"http://{settings.api_host}:{settings.api_port}").rstrip("/")
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    try:
+        return asyncio.run(_export_pages(base + path, token))
+    except (aiohttp.ClientError, OSError) as error:
+        print(f"forwarder: cannot reach the API at {base}: {type(error).__name__}", file=sys.stderr)
+        return 1
+
+
+async def _export_pages(url: str, token: str | None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    cursor: str | None = ""
+    async with aiohttp.ClientSession() as session:
+        while cursor is not None:
+            params = {"cursor": cursor} if cursor else {}
+            async with session.get(url, params=params, headers=headers) as response:
+                if response.status >= 400:
+                    raw = await response.read()
+                    refused = problems(response.status, orjson.loads(raw) if raw else None)
+                    print(refused, file=sys.stderr)
+                    return 1
+                async for line in response.content:
+                    document = orjson.loads(line)
+                    if "next_cursor" in document:
+                        cursor = document["next_cursor"]
+                    else:
+                        sys.stdout.write(line.decode())
+    return 0
+
+
 def _said(message: str) -> Render:
     return lambda document: message
 
@@ -192,6 +225,14 @@ def _connections(args: argparse.Namespace) -> int:
         return _request(args, "GET", path, fields_table)
     if args.action == "stats":
         return _request(args, "GET", f"{path}/stats", fields_table)
+    if args.action == "explain":
+        query = urllib.parse.urlencode({"mpid": args.mpid})
+        return _request(args, "GET", f"{path}/explain?{query}", fields_table)
+    if args.action == "resync":
+        said = _said(f"resync of {args.connection_id} requested; see `connections stats`")
+        return _request(args, "POST", f"{path}/resync", said)
+    if args.action == "members":
+        return _export(args, f"{path}/members")
     if args.action == "create":
         body = {
             "connection_id": args.id,
@@ -244,7 +285,9 @@ def _output_fields(parser: argparse.ArgumentParser) -> None:
 
 
 def _connection_fields(parser: argparse.ArgumentParser, status_default: str | None) -> None:
-    parser.add_argument("--status", choices=["active", "inactive"], default=status_default)
+    parser.add_argument(
+        "--status", choices=["active", "inactive", "preview"], default=status_default
+    )
     parser.add_argument(
         "--attribute",
         dest="forwarded_attributes",
@@ -282,6 +325,17 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     listing.add_argument("--output", dest="output_id")
     for action in ("get", "delete", "stats"):
         connection_actions.add_parser(action, parents=[client]).add_argument("connection_id")
+    explain = connection_actions.add_parser(
+        "explain", parents=[client], help="why a profile is or is not at the partner"
+    )
+    explain.add_argument("connection_id")
+    explain.add_argument("--mpid", required=True)
+    connection_actions.add_parser(
+        "resync", parents=[client], help="send every member to the partner again"
+    ).add_argument("connection_id")
+    connection_actions.add_parser(
+        "members", parents=[client], help="what the partner should hold, as NDJSON (token)"
+    ).add_argument("connection_id")
     connect = connection_actions.add_parser(
         "create", parents=[client], help="connect an audience to an output"
     )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -13,6 +14,8 @@ from control.bodies import (
     Access,
     ConnectionStats,
     ConnectionUpdate,
+    Explanation,
+    HeldMember,
     OutputUpdate,
     OutputView,
     PartnerView,
@@ -20,11 +23,19 @@ from control.bodies import (
     ValidationProblem,
 )
 from control.dead_letter_tail import DEFAULT_LIMIT, MAX_LIMIT
+from control.workers import EXPORT_MAX, EXPORT_PAGE
 from partners.catalog import CATALOG
 from schemas.records import ConnectionConfig, DeadLetter, OutputConfig
 
 _REF = "#/components/schemas/{model}"
-Shape = type[BaseModel] | list[type[BaseModel]] | Literal["text"] | None
+# A tuple: an NDJSON stream of the model's lines.
+Shape = (
+    type[BaseModel]
+    | list[type[BaseModel]]
+    | tuple[Literal["ndjson"], type[BaseModel]]
+    | Literal["text"]
+    | None
+)
 
 
 @dataclass(frozen=True)
@@ -35,8 +46,12 @@ class Operation:
     summary: str
     responses: dict[int, tuple[str, Shape]]
     body: type[BaseModel] | None = None
-    query: tuple[str, ...] = ()
+    # Optional query parameters and their schemas.
+    query: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    required_query: tuple[str, ...] = ()
+    # A read that returns identity values: it needs the token as writes do.
+    needs_token: bool = False
 
     @property
     def writes(self) -> bool:
@@ -44,13 +59,22 @@ class Operation:
 
 
 _STRING = {"type": "string"}
-# Query parameters that are not free strings.
-_QUERY: dict[str, dict[str, Any]] = {
-    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
-}
+
+
+def _integer(default: int, maximum: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
+
+
 _NOT_FOUND: dict[int, tuple[str, Shape]] = {404: ("No such resource.", Problem)}
 _INVALID: dict[int, tuple[str, Shape]] = {
     422: ("The body is invalid: each problem names its field and reason.", ValidationProblem)
+}
+_RETRY: dict[int, tuple[str, Shape]] = {
+    503: (
+        "The worker owning the partition is rebalancing, or none answered; retry after the "
+        "Retry-After seconds.",
+        Problem,
+    )
 }
 
 OPERATIONS = [
@@ -135,7 +159,7 @@ OPERATIONS = [
         "listConnections",
         "Every connection, optionally of one audience or output.",
         {200: ("Connections.", [ConnectionConfig])},
-        query=("audience_id", "output_id"),
+        query={"audience_id": _STRING, "output_id": _STRING},
         tags=("connections",),
     ),
     Operation(
@@ -193,8 +217,49 @@ OPERATIONS = [
             200: ("Dead letters.", [DeadLetter]),
             422: ("The limit is out of range.", ValidationProblem),
         },
-        query=("limit",),
+        query={"limit": _integer(DEFAULT_LIMIT, MAX_LIMIT)},
         tags=("dead-letters",),
+    ),
+    Operation(
+        "get",
+        "/connections/{connection_id}/explain",
+        "explainProfile",
+        "Why a profile is or is not at the connection's partner, from the worker owning it: "
+        "membership, identity types against those accepted, consent, status, what was sent. "
+        "Identity types only, never values.",
+        {200: ("The explanation.", Explanation), **_NOT_FOUND, **_INVALID, **_RETRY},
+        required_query=("mpid",),
+        tags=("operations",),
+    ),
+    Operation(
+        "get",
+        "/connections/{connection_id}/members",
+        "exportMembers",
+        "What the partner should hold now, as NDJSON: one line per profile (identities and "
+        'attributes as sent), then a last line {"next_cursor": ...} to pass as cursor for '
+        "the next page (null: complete). Needs the token: it returns identities.",
+        {
+            200: ("The members.", ("ndjson", HeldMember)),
+            **_NOT_FOUND,
+            **_INVALID,
+            **_RETRY,
+        },
+        query={"cursor": _STRING, "limit": _integer(EXPORT_PAGE, EXPORT_MAX)},
+        needs_token=True,
+        tags=("operations",),
+    ),
+    Operation(
+        "post",
+        "/connections/{connection_id}/resync",
+        "resyncConnection",
+        "Send every current member of an active connection to its partner again, as adds, "
+        "under record ids of a new resync generation; progress in the stats.",
+        {
+            202: ("Requested; the connection with its new resync generation.", ConnectionConfig),
+            409: ("Not active, or a resync of it is running.", Problem),
+            **_NOT_FOUND,
+        },
+        tags=("operations",),
     ),
 ]
 
@@ -208,6 +273,8 @@ def _content(shape: Shape) -> dict[str, Any]:
         return {}
     if shape == "text":
         return {"content": {"text/plain": {"schema": {"type": "string"}}}}
+    if isinstance(shape, tuple):
+        return {"content": {"application/x-ndjson": {"schema": _ref(shape[1])}}}
     schema = {"type": "array", "items": _ref(shape[0])} if isinstance(shape, list) else _ref(shape)
     return {"content": {"application/json": {"schema": schema}}}
 
@@ -223,14 +290,21 @@ def _operation(operation: Operation) -> dict[str, Any]:
         "tags": list(operation.tags),
         "responses": responses,
     }
-    parameters = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in ("output_id", "connection_id")
-        if "{" + name + "}" in operation.path
-    ] + [
-        {"name": name, "in": "query", "required": False, "schema": _QUERY.get(name, _STRING)}
-        for name in operation.query
-    ]
+    parameters = (
+        [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in ("output_id", "connection_id")
+            if "{" + name + "}" in operation.path
+        ]
+        + [
+            {"name": name, "in": "query", "required": True, "schema": _STRING}
+            for name in operation.required_query
+        ]
+        + [
+            {"name": name, "in": "query", "required": False, "schema": schema}
+            for name, schema in operation.query.items()
+        ]
+    )
     if parameters:
         spec["parameters"] = parameters
     if operation.body is not None:
@@ -240,10 +314,13 @@ def _operation(operation: Operation) -> dict[str, Any]:
         }
     if operation.method == "post" and 201 in operation.responses:
         responses["201"]["links"] = _links_from(operation)
-    if operation.writes:
+    if operation.writes or operation.needs_token:
         spec["security"] = [{"bearer": []}]
         responses["401"] = {"description": "No valid bearer token.", **_content(Problem)}
-        responses["403"] = {"description": "Writes are disabled.", **_content(Problem)}
+        responses["403"] = {
+            "description": "Writes are disabled." if operation.writes else "The API has no token.",
+            **_content(Problem),
+        }
     return spec
 
 
@@ -269,6 +346,8 @@ def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
         for _, shape in operation.responses.values():
             if isinstance(shape, list):
                 shapes.update(shape)
+            elif isinstance(shape, tuple):
+                shapes.add(shape[1])
             elif isinstance(shape, type):
                 shapes.add(shape)
     shapes.add(Problem)

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from control.bodies import ConnectionStats, SyncProgress
+from control.bodies import ConnectionStats, PreviewStats, SyncProgress
 from schemas.records import ConnectionConfig
 
 
@@ -47,9 +47,16 @@ def connection_stats(
         ]
         sync += metric_samples(text, "forwarder_sync_profiles", connection_id=key)
         sync_done += metric_value(text, "forwarder_sync_profiles_done", connection_id=key)
+    resync_done: dict[str, float] = {}
+    for text in expositions:
+        for sample in metric_samples(text, "forwarder_resync_generation_done", connection_id=key):
+            partition = sample.labels["partition"]
+            resync_done[partition] = max(resync_done.get(partition, 0.0), sample.value)
+    generation = connection.resync_generation
     return ConnectionStats(
         connection_id=connection.connection_id,
         output_id=connection.output_id,
+        status=connection.status,
         added=int(forwarded.get("add", 0)),
         removed=int(forwarded.get("remove", 0)),
         attribute_updates=int(forwarded.get("attribute_update", 0)),
@@ -59,6 +66,33 @@ def connection_stats(
         sync=SyncProgress(profiles=int(sum(s.value for s in sync)), done=int(sync_done))
         if sync
         else None,
+        resync_generation=generation,
+        resync_partitions_done=sum(
+            1 for done in resync_done.values() if generation and done >= generation
+        ),
+        partner_profiles=int(_summed(expositions, "forwarder_partner_profiles", labels)),
+        preview=_preview(expositions, labels) if connection.status == "preview" else None,
         workers_scraped=len(expositions),
         workers_unreachable=unreachable,
+    )
+
+
+def _summed(expositions: Sequence[str], name: str, labels: dict[str, str]) -> float:
+    return sum(metric_value(text, name, **labels) for text in expositions)
+
+
+def _preview(expositions: Sequence[str], labels: dict[str, str]) -> PreviewStats:
+    by_type: dict[str, float] = {}
+    would_send: dict[str, float] = {}
+    for text in expositions:
+        for sample in metric_samples(text, "forwarder_preview_member_identities", **labels):
+            kind = sample.labels["identity_type"]
+            by_type[kind] = by_type.get(kind, 0.0) + sample.value
+        for sample in metric_samples(text, "forwarder_preview_records_total", **labels):
+            action = sample.labels["action"]
+            would_send[action] = would_send.get(action, 0.0) + sample.value
+    return PreviewStats(
+        members=int(_summed(expositions, "forwarder_preview_members", labels)),
+        members_by_identity_type={kind: int(n) for kind, n in sorted(by_type.items()) if n},
+        would_send={action: int(n) for action, n in sorted(would_send.items())},
     )

@@ -73,6 +73,14 @@ class Routing:
             and connection.output_id in self.outputs
         )
 
+    def is_previewed(self, connection: ConnectionConfig) -> bool:
+        """In preview, not deleted, and its output not deleted: evaluated, nothing sent."""
+        return (
+            connection.status == "preview"
+            and connection.connection_id in self.connections
+            and connection.output_id in self.outputs
+        )
+
     def connections_of_output(self, output_id: str) -> list[ConnectionConfig]:
         every = [*self.connections.values(), *self._retired_connections.values()]
         return [connection for connection in every if connection.output_id == output_id]

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
         le=16,
         description="Workers that also replay each changelog partition to take over faster.",
     )
+    partner_count_interval_s: float = Field(
+        60.0,
+        ge=1,
+        le=86_400,
+        description="How often a worker counts the profiles each partner holds, from its state "
+        "(forwarder_partner_profiles).",
+    )
 
     # The control plane (`forwarder api`) and the clients of it (`forwarder outputs ...`).
     api_host: str = Field("127.0.0.1", description="Interface of the control-plane API.")

@@ -179,13 +179,27 @@ class ConsentRule(_Record):
     block_ccpa_opt_out: bool = False
 
 
+class Resync(_Record):
+    """An operator's request to send every current member again (``POST .../resync``)."""
+
+    generation: int = Field(
+        ge=1,
+        description="Counts the connection's resyncs; part of the record_id of resync sends, "
+        "so that they differ from every earlier send.",
+    )
+    requested_ms: TimestampMs
+
+
 class ConnectionConfig(_Record):
     """One audience connected to one output; on forwarder-connections (compacted)."""
 
     connection_id: Id
     audience_id: NonEmpty
     output_id: Id
-    status: Literal["active", "inactive"]
+    status: Literal["active", "inactive", "preview"] = Field(
+        description="active: members are sent; inactive: nothing is sent; preview: members are "
+        "evaluated as for active and counted, nothing is sent."
+    )
     forwarded_attributes: list[NonEmpty] = Field(default_factory=list)
     on_disconnect: Literal["keep", "remove"] = Field(
         "keep",
@@ -193,10 +207,17 @@ class ConnectionConfig(_Record):
         "holds (as mParticle does) or send a remove for every profile it was sent.",
     )
     consent: ConsentRule | None = None
+    resync: Resync | None = Field(
+        None, description="The last resync requested; a new generation sends every member again."
+    )
 
     @property
     def active(self) -> bool:
         return self.status == "active"
+
+    @property
+    def resync_generation(self) -> int:
+        return self.resync.generation if self.resync is not None else 0
 
 
 class Identity(_Record):

@@ -8,7 +8,7 @@ JSON, without ``v``) is still read: only its sent identities change shape.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 import pydantic_core
@@ -32,12 +32,23 @@ class MembershipState(TypedDict):
 
 
 class SentState(TypedDict):
-    """What one connection's partner holds of this profile: the identities and attributes sent."""
+    """What one connection's partner holds of this profile: the identities and attributes sent.
+
+    The same shape records what a connection in preview would have sent (``preview``).
+    """
 
     output_id: str
     audience_id: str
     identities: dict[str, list[str]]
     attributes: dict[str, Any]
+    # The last record sent: its id, action and timestamp (for explain); when the partner got
+    # the profile first (for export); the resync generation it was sent in, when not 0. States
+    # written before these were kept have none of them.
+    record_id: NotRequired[str]
+    action: NotRequired[str]
+    timestamp_ms: NotRequired[int]
+    since_ms: NotRequired[int]
+    generation: NotRequired[int]
 
 
 class ProfileState(TypedDict):
@@ -48,6 +59,9 @@ class ProfileState(TypedDict):
     memberships: dict[str, MembershipState]
     sent: dict[str, SentState]
     consent: ConsentData
+    # Connections in preview: what each would have sent. Absent until a preview concerns the
+    # profile, so other states keep their size.
+    preview: NotRequired[dict[str, SentState]]
 
 
 def new_profile(mpid: str) -> ProfileState:

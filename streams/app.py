@@ -8,9 +8,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from faust.web import Request, Response, View
 from mode import BaseSignalT
 
+from core.auth import bearer_matches
 from core.config import ConfigView, apply_config
 from core.dead_letters import ENVELOPE_BYTES, redact
 from core.errors import ConfigError
@@ -32,6 +34,7 @@ from streams.faust_glue import (
     rewind_uncommitted,
 )
 from streams.health import WorkerHealth
+from streams.operator_reads import RETRY_AFTER_S, OperatorReads
 from streams.processor import (
     InputProcessor,
     InputRecord,
@@ -137,6 +140,17 @@ class Forwarder:
             config_applied=self.config_view.applied,
         )
         self.health = WorkerHealth(settings.stall_timeout_s)
+        self.operator_reads = OperatorReads(
+            routing=self.routing,
+            store=self.store,
+            partitions=self.settings.input_partitions,
+            settled=lambda: (
+                self.config_view.loaded.is_set()
+                and not self.app.rebalancing
+                and not self.app.in_recovery
+                and self.app.owned_consumer.flow_active
+            ),
+        )
 
         # Both are subscribed, but their batches run in the consumer's fetch loop, one at a
         # time, and are committed by it (streams/faust_glue.py: OwnedConsumer).
@@ -154,8 +168,11 @@ class Forwarder:
         )
         self.app.task(self._run_config_view)
         self.app.timer(interval=5.0)(self._update_gauges)
+        self.app.timer(interval=settings.partner_count_interval_s)(self._count_partner_profiles)
+        self._partner_labels: set[tuple[str, str, str]] = set()
         self.app.on_rebalance_complete.connect(self._after_rebalance)
         self._add_web_views()
+        self._add_operator_views()
 
     async def create_topics(self) -> None:
         """Create the missing topics of ``required_topics``, wait until each is visible with a
@@ -354,6 +371,21 @@ class Forwarder:
             # A gauge must never take the worker down (an assignment may change under it).
             log.warning("updating the gauges failed", exc_info=True)
 
+    async def _count_partner_profiles(self) -> None:
+        """forwarder_partner_profiles, counted from the state (a read, in chunks)."""
+        try:
+            counts = await self.operator_reads.held_counts()
+        except Exception:
+            log.warning("counting the partners' profiles failed", exc_info=True)
+            return
+        if counts is None:
+            return  # rebalancing: counted again at the next interval
+        for gone in self._partner_labels - counts.keys():
+            metrics.PARTNER_PROFILES.remove(*gone)  # a partition moved, a connection ended
+        for labels, count in counts.items():
+            metrics.PARTNER_PROFILES.labels(*labels).set(count)
+        self._partner_labels = set(counts)
+
     async def _observe(self) -> None:
         consumer = self.app.consumer
         input_topics = self.inputs.topics
@@ -422,3 +454,30 @@ class Forwarder:
         async def metrics(view: View, request: Request) -> Response:
             body, content_type = exposition()
             return view.bytes(body, headers={"Content-Type": content_type})
+
+    def _add_operator_views(self) -> None:
+        """Explain and export (streams/operator_reads.py), for the API to forward to."""
+        app, reads = self.app, self.operator_reads
+
+        def answer(view: View, status: int, body: dict[str, Any]) -> Response:
+            headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else {}
+            body_bytes = orjson.dumps(body)
+            return view.bytes(
+                body_bytes, status=status, content_type="application/json", headers=headers
+            )
+
+        @app.page("/operator/explain")
+        async def explain(view: View, request: Request) -> Response:
+            return answer(view, *reads.explain(request.query))
+
+        token = self.settings.api_token
+
+        @app.page("/operator/members")
+        async def members(view: View, request: Request) -> Response:
+            # Identity values: only for the API, which sends the token both are given.
+            if token is None:
+                detail = "exports need FORWARDER_API_TOKEN on the worker"
+                return answer(view, 403, {"detail": detail})
+            if not bearer_matches(request.headers.get("Authorization", ""), token):
+                return answer(view, 401, {"detail": "a valid bearer token is needed"})
+            return answer(view, *await reads.members(request.query))

@@ -72,6 +72,20 @@ class Outbound:
 
 
 @dataclass(slots=True)
+class Previewed:
+    """How one profile changed what a connection in preview would have sent (nothing was)."""
+
+    output_id: str
+    connection_id: str
+    # The records it would have sent, by action.
+    actions: list[Action]
+    # +1: the profile would join the partner's list; -1: it would leave it.
+    member_delta: int
+    # Per identity type: +1 when the partner would now hold the type for the profile, -1 no more.
+    identity_deltas: dict[str, int]
+
+
+@dataclass(slots=True)
 class ErasureOutcome:
     """One ErasureStatus, serialized: ``value`` goes to forwarder-erasure-status, key mpid."""
 
@@ -89,6 +103,14 @@ class Decision:
     records: list[Outbound] = field(default_factory=list)
     drops: list[Drop] = field(default_factory=list)
     erasure_statuses: list[ErasureOutcome] = field(default_factory=list)
+    # None, not an empty list, unless a connection in preview concerns the profile: one list
+    # fewer per event on the hot path.
+    previews: list[Previewed] | None = None
+
+    def previewed(self, change: Previewed) -> None:
+        if self.previews is None:
+            self.previews = []
+        self.previews.append(change)
 
 
 def decide(
@@ -219,24 +241,83 @@ def reconcile(state: ProfileState, routing: Routing, source: Source, timestamp_m
     for connection_id in state["sent"]:
         if connection_id not in candidates:
             candidates[connection_id] = routing.find_connection(connection_id)
+    previewed = state.get("preview") or {}
+    for connection_id in previewed:
+        if connection_id not in candidates:
+            candidates[connection_id] = routing.find_connection(connection_id)
 
     sent = dict(state["sent"])
+    preview = dict(previewed)
     decision = Decision(state=state)
     for connection_id, connection in candidates.items():
         output = routing.find_output(connection.output_id) if connection else None
         if connection is None or output is None:
             sent.pop(connection_id, None)  # never configured here: nothing to tell anyone
+            _forget_preview(connection_id, preview, decision)
             continue
         builder = _RecordBuilder(state, connection, output, source, timestamp_ms)
         if routing.is_live(connection):
+            # A preview switched to active starts from nothing: its initial sync sends all.
+            _forget_preview(connection_id, preview, decision)
             _reconcile_connection(builder, sent, decision)
+        elif routing.is_previewed(connection):
+            if connection_id in sent:
+                _disconnect(builder, sent, decision)  # an active connection put in preview
+            _preview_connection(builder, preview, decision)
         else:
+            _forget_preview(connection_id, preview, decision)
             _disconnect(builder, sent, decision)
-    if not _same_entries(sent, state["sent"]):
+    sent_changed = not _same_entries(sent, state["sent"])
+    preview_changed = not _same_entries(preview, previewed)
+    if sent_changed or preview_changed:
         changed = state.copy()
         changed["sent"] = sent
+        if preview:
+            changed["preview"] = preview
+        else:
+            changed.pop("preview", None)
         decision.state = changed
     return decision
+
+
+def _preview_connection(
+    builder: _RecordBuilder, preview: dict[str, SentState], decision: Decision
+) -> None:
+    """Evaluate the profile exactly as for an active connection, against what the preview
+    would have sent; record the difference instead of sending it."""
+    connection_id = builder.connection.connection_id
+    before = preview.get(connection_id)
+    builder.preview_actions = []
+    _reconcile_connection(builder, preview, decision)
+    after = preview.get(connection_id)
+    if after is not before:
+        decision.previewed(
+            _preview_change(
+                builder.output.output_id, connection_id, builder.preview_actions, before, after
+            )
+        )
+
+
+def _forget_preview(connection_id: str, preview: dict[str, SentState], decision: Decision) -> None:
+    """A connection no longer in preview: its count of what it would have sent goes."""
+    before = preview.pop(connection_id, None)
+    if before is not None:
+        decision.previewed(_preview_change(before["output_id"], connection_id, [], before, None))
+
+
+def _preview_change(
+    output_id: str,
+    connection_id: str,
+    actions: list[Action],
+    before: SentState | None,
+    after: SentState | None,
+) -> Previewed:
+    had = before["identities"].keys() if before else set()
+    has = after["identities"].keys() if after else set()
+    deltas = {identity_type: 1 for identity_type in has - had}
+    deltas.update((identity_type, -1) for identity_type in had - has)
+    member_delta = (after is not None) - (before is not None)
+    return Previewed(output_id, connection_id, actions, member_delta, deltas)
 
 
 def _same_entries(after: dict[str, SentState], before: dict[str, SentState]) -> bool:
@@ -251,7 +332,7 @@ def _disconnect(builder: _RecordBuilder, sent: dict[str, SentState], decision: D
     connection = builder.connection
     held = sent.pop(connection.connection_id, None)
     if held is not None and connection.on_disconnect == "remove":
-        decision.records.append(builder.record("remove", held["identities"], {}))
+        builder.emit(decision, "remove", held["identities"], {})
     if held is None and is_member(builder.state, connection.audience_id):
         decision.drops.append(builder.drop("inactive"))
 
@@ -270,35 +351,53 @@ def _reconcile_connection(
         decision.drops.append(builder.drop("no_accepted_identity"))
     if not wanted:
         if held is not None:
-            decision.records.append(builder.record("remove", held["identities"], {}))
+            builder.emit(decision, "remove", held["identities"], {})
             del sent[connection.connection_id]
         return
     attributes = forwarded_attributes(state, connection, output)
     if connection.forwarded_attributes and not output.supports_attributes:
         decision.drops.append(builder.drop("attributes_unsupported"))
+    generation = connection.resync_generation
     if held is None:
-        decision.records.append(builder.record("add", wanted, attributes))
+        builder.emit(decision, "add", wanted, attributes)
+    elif held.get("generation", 0) < generation:
+        # A resync: everything the partner should hold goes again, under record ids of this
+        # generation, so that consumers dropping duplicate ids do not drop these.
+        builder.generation = generation
+        lost = _missing(held["identities"], wanted)
+        if lost:
+            builder.emit(decision, "remove", lost, {})
+        builder.emit(decision, "add", wanted, attributes)
     else:
         held_identities = held["identities"]
         same = held_identities == wanted
         lost = {} if same else _missing(held_identities, wanted)
         gained = {} if same else _missing(wanted, held_identities)
         if lost:
-            decision.records.append(builder.record("remove", lost, {}))
+            builder.emit(decision, "remove", lost, {})
         if gained:
-            decision.records.append(builder.record("add", gained, attributes))
+            builder.emit(decision, "add", gained, attributes)
         else:
             changed = _changed_attributes(held["attributes"], attributes)
             if changed:
-                decision.records.append(builder.record("attribute_update", wanted, changed))
+                builder.emit(decision, "attribute_update", wanted, changed)
         if not lost and not gained and held["attributes"] == attributes:
             return
-    sent[connection.connection_id] = {
+    assert builder.last_action is not None, "every path here emitted a record"
+    entry: SentState = {
         "output_id": output.output_id,
         "audience_id": connection.audience_id,
         "identities": wanted,
         "attributes": attributes,
+        "action": builder.last_action,
+        "timestamp_ms": builder.timestamp_ms,
+        "since_ms": held.get("since_ms", builder.timestamp_ms) if held else builder.timestamp_ms,
     }
+    if builder.last_record_id is not None:
+        entry["record_id"] = builder.last_record_id
+    if generation:
+        entry["generation"] = generation
+    sent[connection.connection_id] = entry
 
 
 def _missing(identities: Identities, from_: Identities) -> Identities:
@@ -327,7 +426,7 @@ def erase(
         if connection is None or output is None:
             continue
         builder = _RecordBuilder(state, connection, output, source, erasure["timestamp_ms"])
-        decision.records.append(builder.record("remove", held["identities"], {}))
+        builder.emit(decision, "remove", held["identities"], {})
         sent_to.add(output.output_id)
     mpid = state["mpid"]
     for output_id in sorted(sent_to | routing.outputs.keys()):
@@ -362,9 +461,30 @@ class _RecordBuilder:
     output: Output
     source: Source
     timestamp_ms: int
+    # Set for a resync's sends only: their record ids include it.
+    generation: int = 0
+    # A connection in preview: the actions it would have sent, instead of records.
+    preview_actions: list[Action] | None = None
+    last_action: Action | None = None
+    last_record_id: str | None = None
 
     def drop(self, reason: DropReason) -> Drop:
         return Drop(reason, self.output.output_id, self.connection.connection_id)
+
+    def emit(
+        self,
+        decision: Decision,
+        action: Action,
+        identities: Identities,
+        attributes: dict[str, Any],
+    ) -> None:
+        """Send a record, or, in preview, note the action that would have been sent."""
+        self.last_action = action
+        if self.preview_actions is not None:
+            self.preview_actions.append(action)
+            self.last_record_id = None  # nothing was sent
+        else:
+            decision.records.append(self.record(action, identities, attributes))
 
     def record(
         self, action: Action, identities: Identities, attributes: dict[str, Any]
@@ -372,10 +492,13 @@ class _RecordBuilder:
         state, connection, output, source = self.state, self.connection, self.output, self.source
         mpid = state["mpid"]
         membership: MembershipState | None = state["memberships"].get(connection.audience_id)
+        self.last_record_id = record_id(
+            source, mpid, connection.connection_id, action, self.generation
+        )
         # The field order of schemas.records.OutboundRecord: the same bytes as its JSON.
         value = dumps(
             {
-                "record_id": record_id(source, mpid, connection.connection_id, action),
+                "record_id": self.last_record_id,
                 "output_id": output.output_id,
                 "partner": output.partner,
                 "connection_id": connection.connection_id,
@@ -400,14 +523,19 @@ class _RecordBuilder:
         return Outbound(output.output_id, connection.connection_id, action, mpid, value)
 
 
-def record_id(source: Source, mpid: str, connection_id: str, action: Action) -> str:
-    """Deterministic from the source coordinates, the profile, the connection and the action.
+def record_id(
+    source: Source, mpid: str, connection_id: str, action: Action, generation: int = 0
+) -> str:
+    """Deterministic from the source coordinates, the profile, the connection and the action,
+    and for a resync's sends its generation.
 
     A re-delivery after a crash reprocesses the same source record and so carries the same id,
-    which lets consumers drop the duplicate.
+    which lets consumers drop the duplicate. Other sends leave the generation out: their ids
+    stay those of earlier releases.
     """
     # The profile is part of it: one sync request (one source record) reaches many profiles.
-    key = "\x1f".join(
-        (source.topic, str(source.partition), str(source.offset), mpid, connection_id, action)
-    )
+    parts = [source.topic, str(source.partition), str(source.offset), mpid, connection_id, action]
+    if generation:
+        parts.append(f"resync-{generation}")
+    key = "\x1f".join(parts)
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()

@@ -50,3 +50,30 @@ SYNC_PROFILES_DONE = Gauge(
     "when they are done.",
     ["connection_id"],
 )
+PREVIEW_RECORDS = Counter(
+    "forwarder_preview_records",
+    "Records a connection in preview would have sent (none is), per output, connection and action.",
+    ["output_id", "connection_id", "action"],
+)
+PREVIEW_MEMBERS = Gauge(
+    "forwarder_preview_members",
+    "Profiles a connection in preview would have its partner hold: the changes this worker "
+    "evaluated since it started, summed over workers.",
+    ["output_id", "connection_id"],
+)
+PREVIEW_MEMBER_IDENTITIES = Gauge(
+    "forwarder_preview_member_identities",
+    "Of forwarder_preview_members, those that would be sent with each identity type.",
+    ["output_id", "connection_id", "identity_type"],
+)
+RESYNC_DONE = Gauge(
+    "forwarder_resync_generation_done",
+    "The last resync generation of a connection that this worker finished on a partition.",
+    ["connection_id", "partition"],
+)
+PARTNER_PROFILES = Gauge(
+    "forwarder_partner_profiles",
+    "Profiles a connection's partner holds (was sent and not removed), per input partition this "
+    "worker owns, as of its last count (FORWARDER_PARTNER_COUNT_INTERVAL_S).",
+    ["output_id", "connection_id", "partition"],
+)

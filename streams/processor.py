@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -287,6 +287,9 @@ class InputProcessor:
                 state = load_profile(stored)
                 decision = reconcile(state, self.routing, source, timestamp)
                 if decision.state is state:
+                    if decision.drops:
+                        # Evaluated as a live event is: its drops count (a preview shows them).
+                        unit.metrics.count(decision)
                     continue
                 try:
                     encoded = self._encode(decision)
@@ -300,6 +303,7 @@ class InputProcessor:
             await self._flush(unit)
             for connection_id in connections:
                 metrics.SYNC_PROFILES_DONE.labels(connection_id).inc(len(chunk))
+        self._resyncs_done(partition, connections.values())
         log.log(
             logging.INFO if keys else logging.DEBUG,
             "sync of %s on partition %d: %d profiles checked, %d records sent in %.1f s",
@@ -309,6 +313,17 @@ class InputProcessor:
             sent,
             time.monotonic() - started,
         )
+
+    def _resyncs_done(self, partition: int, connections: Iterable[ConnectionConfig]) -> None:
+        """A finished scan served each live connection's current resync generation here; the
+        API refuses a new resync until every partition reports it."""
+        if not self.store.owns(partition):
+            return  # its writes were left to the new owner, which serves the request again
+        for connection in connections:
+            if connection.resync is not None and self.routing.is_live(connection):
+                metrics.RESYNC_DONE.labels(connection.connection_id, str(partition)).set(
+                    connection.resync.generation
+                )
 
     async def wait_acknowledged(self, pending: Awaitable[Any] | list[Awaitable[Any]]) -> None:
         """Wait for Kafka's acknowledgements, at most FORWARDER_ACK_TIMEOUT_S."""

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 
 from streams import metrics
-from streams.forwarding import Decision
+from streams.forwarding import Decision, Previewed
 
 
 class BatchMetrics:
@@ -18,6 +18,9 @@ class BatchMetrics:
         self.forwarded: Counter[tuple[str, str, str]] = Counter()
         self.dropped: Counter[tuple[str, str, str]] = Counter()
         self.sent_to: set[tuple[str, str]] = set()
+        self.previewed: Counter[tuple[str, str, str]] = Counter()
+        self.preview_members: Counter[tuple[str, str]] = Counter()
+        self.preview_identities: Counter[tuple[str, str, str]] = Counter()
 
     def count(self, decision: Decision) -> None:
         for record in decision.records:
@@ -25,6 +28,17 @@ class BatchMetrics:
             self.sent_to.add((record.output_id, record.connection_id))
         for drop in decision.drops:
             self.dropped[(drop.output_id or "", drop.connection_id or "", drop.reason)] += 1
+        if decision.previews is not None:
+            self._count_previews(decision.previews)
+
+    def _count_previews(self, previews: list[Previewed]) -> None:
+        for preview in previews:
+            connection = (preview.output_id, preview.connection_id)
+            for action in preview.actions:
+                self.previewed[(*connection, action)] += 1
+            self.preview_members[connection] += preview.member_delta
+            for identity_type, delta in preview.identity_deltas.items():
+                self.preview_identities[(*connection, identity_type)] += delta
 
     def flush(self) -> None:
         """Apply the counts to the Prometheus metrics and start over."""
@@ -35,6 +49,15 @@ class BatchMetrics:
             metrics.LAST_RECORD.labels(output_id, connection_id).set(now)
         for labels, count in self.dropped.items():
             metrics.DROPPED.labels(*labels).inc(count)
+        for labels, count in self.previewed.items():
+            metrics.PREVIEW_RECORDS.labels(*labels).inc(count)
+        for connection, delta in self.preview_members.items():
+            metrics.PREVIEW_MEMBERS.labels(*connection).inc(delta)
+        for labels, delta in self.preview_identities.items():
+            metrics.PREVIEW_MEMBER_IDENTITIES.labels(*labels).inc(delta)
         self.forwarded.clear()
         self.dropped.clear()
         self.sent_to.clear()
+        self.previewed.clear()
+        self.preview_members.clear()
+        self.preview_identities.clear()

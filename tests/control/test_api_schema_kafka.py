@@ -32,6 +32,9 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path, prefix: str) -> None
                 "--workers", "1",
                 "--seed", "20261129",
                 "--no-color",
+                # Without workers (none here) these answer 503 to retry, by design; they are
+                # tested with workers in test_operator_kafka.py.
+                "--exclude-operation-id-regex", "^(explainProfile|exportMembers)$",
             ],
             cwd=REPO, capture_output=True, text=True, timeout=120,
         )  # fmt: skip

@@ -386,4 +386,18 @@ def test_replaying_an_event_twice_changes_nothing(events: list[Any]) -> None:
         once.feed(event)
         twice.feed(event)
         assert twice.feed(event) == []
-    assert once.states == twice.states
+    # The record ids held differ: they come from the offsets, which differ between the two.
+    assert without_record_ids(once.states) == without_record_ids(twice.states)
+
+
+def without_record_ids(states: dict[str, ProfileState]) -> dict[str, Any]:
+    return {
+        mpid: {
+            **state,
+            "sent": {
+                connection_id: {name: value for name, value in held.items() if name != "record_id"}
+                for connection_id, held in state["sent"].items()
+            },
+        }
+        for mpid, state in states.items()
+    }

@@ -6,7 +6,7 @@ import time
 
 from prometheus_client import REGISTRY
 
-from streams.forwarding import Decision, Drop, Outbound
+from streams.forwarding import Decision, Drop, Outbound, Previewed
 from streams.tally import BatchMetrics
 
 
@@ -33,3 +33,17 @@ def test_counts_are_applied_once_per_batch_and_then_start_over() -> None:
     assert sample("forwarder_last_record_timestamp_seconds", **labels) >= flushed_at
     tally.flush()  # nothing counted since: nothing added
     assert sample("forwarder_records_forwarded_total", **labels, action="add") == before_add + 4
+
+
+def test_a_preview_counts_members_and_identity_types_and_sends_nothing() -> None:
+    labels = {"output_id": "tally-pre", "connection_id": "tally-p"}
+    joined = Previewed("tally-pre", "tally-p", ["add"], 1, {"email": 1, "ios_idfa": 1})
+    lost = Previewed("tally-pre", "tally-p", ["remove"], 0, {"ios_idfa": -1})
+    tally = BatchMetrics()
+    tally.count(Decision(state=None, previews=[joined, joined, lost]))
+    tally.flush()
+    assert sample("forwarder_preview_members", **labels) == 2
+    assert sample("forwarder_preview_member_identities", **labels, identity_type="email") == 2
+    assert sample("forwarder_preview_member_identities", **labels, identity_type="ios_idfa") == 1
+    assert sample("forwarder_preview_records_total", **labels, action="add") == 2
+    assert sample("forwarder_records_forwarded_total", **labels, action="add") == 0

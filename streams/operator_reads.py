@@ -1,0 +1,145 @@
+"""The worker's operator reads, served on its web server: explain one profile for one
+connection, and page through what a connection's partner holds.
+
+Only the worker owning a profile's partition answers for it (others say 421, "not mine"), and
+none while a rebalance or a table recovery is under way (503 with Retry-After): the store of a
+partition that is moving may be stale or half recovered. Reads never write state and yield to
+the event loop between chunks, so the fetch loop running the batches is not held up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.partitioner import murmur2
+
+from core.routing import Routing
+from schemas.state import load_profile
+from streams.explain import explain, held_member
+from streams.processor import StateStore, state_key
+
+# Profiles read between two yields to the event loop.
+READ_CHUNK = 200
+MAX_PAGE = 10_000
+RETRY_AFTER_S = 2
+# In every sent entry of a state (and a preview's): states without it hold no send.
+SENT_ENTRY = b'"output_id"'
+
+Answer = tuple[int, dict[str, Any]]
+
+
+def input_partition(mpid: str, partitions: int) -> int:
+    """The partition of an mpid key under Kafka's default partitioner (murmur2), as upstream
+    producers key the inputs: the partition that holds the profile's state."""
+    return (int(murmur2(mpid.encode())) & 0x7FFFFFFF) % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorReads:
+    routing: Routing
+    store: StateStore
+    partitions: int
+    # False while the worker rebalances or recovers its table.
+    settled: Callable[[], bool]
+
+    def _unsettled(self) -> Answer | None:
+        if self.settled():
+            return None
+        return 503, {"detail": "the worker is rebalancing; retry", "retry_after": RETRY_AFTER_S}
+
+    def explain(self, query: Mapping[str, str]) -> Answer:
+        connection_id, mpid = query.get("connection_id"), query.get("mpid")
+        if not connection_id or not mpid:
+            return 400, {"detail": "connection_id and mpid are required"}
+        unsettled = self._unsettled()
+        if unsettled is not None:
+            return unsettled
+        connection = self.routing.find_connection(connection_id)
+        if connection is None:
+            return 404, {"detail": "no such connection"}
+        partition = input_partition(mpid, self.partitions)
+        if not self.store.owns(partition):
+            return 421, {"detail": "not mine", "partition": partition}
+        stored = self.store.get(partition, state_key(partition, mpid))
+        state = load_profile(stored) if stored else None
+        output = self.routing.find_output(connection.output_id)
+        return 200, {
+            **explain(mpid, state, connection, output, self.routing),
+            "partition": partition,
+        }
+
+    async def count_held(self, partition: int) -> Counter[tuple[str, str]] | None:
+        """Profiles each (output, connection) holds in one owned partition; None when the
+        partition was lost during the count (its new owner counts it)."""
+        held: Counter[tuple[str, str]] = Counter()
+        for index, key in enumerate(self.store.keys(partition)):
+            if index and index % READ_CHUNK == 0:
+                await asyncio.sleep(0)
+                if not self.store.owns(partition):
+                    return None
+            stored = self.store.get(partition, key)
+            # A state that holds a send names its output; the test spares parsing the others.
+            if stored is None or SENT_ENTRY not in stored:
+                continue
+            for connection_id, entry in load_profile(stored)["sent"].items():
+                held[(entry["output_id"], connection_id)] += 1
+        return held
+
+    async def held_counts(self) -> dict[tuple[str, str, str], int] | None:
+        """Profiles each partner holds, per (output, connection, partition) owned; None while
+        the worker is not settled (the last counts stand)."""
+        counts: dict[tuple[str, str, str], int] = {}
+        for partition in range(self.partitions):
+            if not self.settled():
+                return None
+            if not self.store.owns(partition):
+                continue
+            held = await self.count_held(partition)
+            for (output_id, connection_id), count in (held or {}).items():
+                counts[(output_id, connection_id, str(partition))] = count
+        return counts if self.settled() else None
+
+    async def members(self, query: Mapping[str, str]) -> Answer:
+        """One page of the partner's members in one partition, in key order after ``after``."""
+        connection_id = query.get("connection_id")
+        try:
+            partition = int(query.get("partition", ""))
+            limit = min(MAX_PAGE, max(1, int(query.get("limit", "1000"))))
+        except ValueError:
+            return 400, {"detail": "partition and limit are integers"}
+        if not connection_id or not 0 <= partition < self.partitions:
+            return 400, {"detail": "connection_id and a partition in range are required"}
+        unsettled = self._unsettled()
+        if unsettled is not None:
+            return unsettled
+        if not self.store.owns(partition):
+            return 421, {"detail": "not mine", "partition": partition}
+        after = query.get("after", "").encode()
+        needle = b'"' + connection_id.encode() + b'"'
+        keys = sorted(key for key in self.store.keys(partition) if key > after)
+        members: list[dict[str, Any]] = []
+        last: bytes | None = None
+        for index, key in enumerate(keys):
+            if index and index % READ_CHUNK == 0:
+                await asyncio.sleep(0)
+                if not self.store.owns(partition):
+                    return 421, {"detail": "not mine", "partition": partition}
+            last = key
+            stored = self.store.get(partition, key)
+            if stored is None or needle not in stored:
+                continue
+            member = held_member(load_profile(stored), connection_id)
+            if member is not None:
+                members.append(member)
+                if len(members) == limit:
+                    break
+        done = last is None or last == keys[-1]
+        return 200, {
+            "partition": partition,
+            "members": members,
+            "next_after": None if done else (last or b"").decode(),
+        }
