@@ -562,6 +562,12 @@ function onDisconnectControl(value) {
   );
 }
 
+const STATUS_LABELS = { active: "Active", inactive: "Inactive", preview: "Preview (sends nothing)" };
+
+function statusLabel(status) {
+  return STATUS_LABELS[status] || status;
+}
+
 function statusSwitch(connection) {
   const input = h("input", {
     type: "checkbox",
@@ -580,13 +586,13 @@ function statusSwitch(connection) {
       return;
     }
     connection.status = status;
-    input.closest(".connection").querySelector(".status-label").textContent = status === "active" ? "Active" : "Inactive";
+    input.closest(".connection").querySelector(".status-label").textContent = statusLabel(status);
   });
   return h(
     "label",
     { class: "status" },
     input,
-    h("span", { class: "status-label" }, connection.status === "active" ? "Active" : "Inactive"),
+    h("span", { class: "status-label" }, statusLabel(connection.status)),
   );
 }
 
@@ -675,6 +681,7 @@ function connectForm(audience, connected) {
         { id: `f-${prefix}status`, "data-role": "status" },
         h("option", { value: "inactive" }, "Inactive"),
         h("option", { value: "active" }, "Active"),
+        h("option", { value: "preview" }, statusLabel("preview")),
       ),
     ),
     attributesSlot,
@@ -787,6 +794,20 @@ function syncText(sync) {
   return [bar, ` ${sync.done} of ${sync.profiles} profiles checked`];
 }
 
+function previewRows(preview) {
+  if (!preview) return [];
+  const byType = Object.entries(preview.members_by_identity_type).map(([kind, n]) => `${kind}: ${n}`);
+  const wouldSend = Object.entries(preview.would_send).map(([action, n]) => `${action}: ${n}`);
+  return [
+    h("dt", {}, "Preview"),
+    h(
+      "dd",
+      { "data-count": "preview" },
+      `${preview.members} members (${byType.join(", ") || "no accepted identities"}); would send ${wouldSend.join(", ") || "nothing"}`,
+    ),
+  ];
+}
+
 function statsCard(connection, stats) {
   if (!stats) {
     return h("article", { class: "card stats" }, h("h3", {}, connection.connection_id), h("p", { class: "bad" }, "no stats"));
@@ -824,12 +845,15 @@ function statsCard(connection, stats) {
           ? `${new Date(stats.last_record_timestamp * 1000).toLocaleTimeString()} (${ago(stats.last_record_timestamp)})`
           : "none yet",
       ),
-      h("dt", {}, "Initial sync"),
+      h("dt", {}, "Sync"),
       h(
         "dd",
         { "data-count": "sync" },
         syncText(sync),
       ),
+      h("dt", {}, "Partner holds"),
+      h("dd", { "data-count": "partner_profiles" }, `${stats.partner_profiles} profiles`),
+      ...previewRows(stats.preview),
     ),
     chart(samples),
     h("p", { class: "legend" }, h("span", { class: "key adds" }, "adds"), h("span", { class: "key removes" }, "removes")),
