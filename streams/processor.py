@@ -346,6 +346,7 @@ class InputProcessor:
         unit.metrics.flush()
         for timestamp in unit.sources_sent:
             metrics.LATENCY.observe(max(0.0, acknowledged - timestamp))
+        writes = []
         for partition, touched in unit.touched.items():
             if not self.store.owns(partition):
                 # Revoked while the batch ran: the new owner reads these records again.
@@ -354,8 +355,12 @@ class InputProcessor:
                 )
                 continue
             changes = {key: encoded for key, (_state, encoded) in touched.items()}
+            writes.append(self.store.write(partition, changes))
+        # Every partition's changelog records in flight at once: one acknowledgement round
+        # trip per batch, not one per partition.
+        if writes:
             await self._within_ack_timeout(
-                self.store.write(partition, changes), f"{len(changes)} state writes"
+                asyncio.gather(*writes), f"the state writes of {len(writes)} partitions"
             )
 
     async def _send(self, unit: _Unit, decision: Decision) -> None:
