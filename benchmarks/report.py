@@ -86,7 +86,9 @@ def _steady_goals(r: Results) -> list[Goal]:
     vs_bare = ("Steady state vs a bare Faust agent", "≥ 0.70x")
     vs_raw = ("Steady state vs the raw aiokafka passthrough", "≥ 0.25x")
     own_cpu = (
-        "Worker CPU outside Faust's consume path (forwarder minus bare agent)",
+        # The worker's consumer bypasses Faust's per-message path (streams/faust_glue.py), so
+        # all of its CPU is outside it.
+        "Worker CPU outside Faust's consume path (all of it: the worker does not use it)",
         "≤ 40 µs/event",
     )
     latency = ("p99 latency at half the measured maximum load", "< 50 ms")
@@ -97,7 +99,6 @@ def _steady_goals(r: Results) -> list[Goal]:
     forwarder, bare, raw = s.forwarder, s.bare_faust, s.raw
     to_bare = forwarder.events_per_s / bare.events_per_s
     to_raw = forwarder.events_per_s / raw.events_per_s
-    outside = forwarder.cpu_us_per_event - bare.cpu_us_per_event
     found = [
         Goal(
             *vs_bare,
@@ -115,10 +116,10 @@ def _steady_goals(r: Results) -> list[Goal]:
         ),
         Goal(
             *own_cpu,
-            f"{outside:.0f} µs/event",
-            f"forwarder {forwarder.cpu_us_per_event:.0f} µs, bare agent "
+            f"{forwarder.cpu_us_per_event:.0f} µs/event",
+            f"raw passthrough {raw.cpu_us_per_event:.0f} µs, bare agent "
             f"{bare.cpu_us_per_event:.0f} µs CPU per event",
-            outside <= 40,
+            forwarder.cpu_us_per_event <= 40,
             STEADY_PROFILE,
         ),
     ]
@@ -306,7 +307,6 @@ def _markdown(r: Results, charts: list[str]) -> str:
 
 
 def _steady_section(s: SteadyResult) -> list[str]:
-    outside = s.forwarder.cpu_us_per_event - s.bare_faust.cpu_us_per_event
     return [
         "## Steady state",
         "",
@@ -325,8 +325,10 @@ def _steady_section(s: SteadyResult) -> list[str]:
         f"per-message consume path costs {s.bare_faust.cpu_us_per_event:.0f} µs CPU per event "
         f"here, a ceiling of {_fmt(s.bare_faust.events_per_s)} events/s for any Faust agent "
         "on this input.",
-        f"- **forwarder**: `forwarder worker`, table store `{s.store}`; its CPU outside "
-        f"Faust's consume path is {outside:.0f} µs per event.",
+        f"- **forwarder**: `forwarder worker`, table store `{s.store}`. Its consumer hands "
+        "each fetched batch to the processor in the fetch loop (streams/faust_glue.py), not "
+        "through Faust's per-message path, so the bare agent's cost is not in its "
+        f"{s.forwarder.cpu_us_per_event:.0f} µs per event.",
         "",
         *_rate_rows([s.raw, s.bare_faust, s.forwarder], s.raw),
         "",
