@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.records import ConsentRule, IdentityType, JsonValue, NonEmpty
+from schemas.state import Verdict
 
 
 class _Body(BaseModel):
@@ -152,17 +153,7 @@ class Explanation(BaseModel):
     previewed: dict[str, Any] | None = Field(
         description="For a connection in preview, what it would have sent."
     )
-    verdict: Literal[
-        "at_partner",
-        "unknown_profile",
-        "not_member",
-        "consent",
-        "no_accepted_identity",
-        "inactive",
-        "preview",
-        "output_deleted",
-        "pending",
-    ] = Field(description="pending: it qualifies and its add is on its way.")
+    verdict: Verdict = Field(description="pending: it qualifies and its add is on its way.")
     partition: int = Field(description="The input partition holding the profile.")
 
 

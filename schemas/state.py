@@ -8,7 +8,7 @@ JSON, without ``v``) is still read: only its sent identities change shape.
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
 import pydantic_core
@@ -18,6 +18,20 @@ from schemas.plain import ConsentData
 STATE_VERSION = 2
 # Version 2 holding an integer beyond 64 bits (in an attribute): read it with an exact parser.
 EXACT_INTEGERS_VERSION = 3
+
+
+# Why a profile is or is not at a connection's partner (an operator's explain answer).
+Verdict = Literal[
+    "at_partner",
+    "unknown_profile",
+    "not_member",
+    "consent",
+    "no_accepted_identity",
+    "inactive",
+    "preview",
+    "output_deleted",
+    "pending",
+]
 
 
 class MembershipState(TypedDict):

@@ -8,25 +8,13 @@ partner holds (``held_member``) carries them, which is why its endpoint needs th
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from core.routing import Routing
 from partners.catalog import Output
 from schemas.records import ConnectionConfig
-from schemas.state import ProfileState, SentState
+from schemas.state import ProfileState, SentState, Verdict
 from streams.forwarding import consent_allows
-
-Verdict = Literal[
-    "at_partner",
-    "unknown_profile",
-    "not_member",
-    "consent",
-    "no_accepted_identity",
-    "inactive",
-    "preview",
-    "output_deleted",
-    "pending",
-]
 
 
 def explain(

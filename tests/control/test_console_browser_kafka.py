@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from devtools.local import REPO, ControlApi, Worker, produce
+from tests.support.seed import seed_records
 
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "console-token-" + uuid.uuid4().hex
@@ -122,37 +123,8 @@ def publish(topic: str, records: list[tuple[str, Any]]) -> None:
 
 
 def publish_members(worker: Worker, audience: str, numbers: range) -> None:
-    """The upstream producers' part: of the seed's 100 profiles (all with an IDFA, 65 with an
-    email), those numbered ``numbers``."""
-    profiles, memberships = [], []
-    for n in numbers:
-        mpid = f"{audience}-{n}"
-        identities: dict[str, Any] = {"ios_idfa": f"IDFA-{n}"}
-        if n < 65:
-            identities["email"] = f"user{n}@example.com"
-        profiles.append(
-            (
-                mpid,
-                {
-                    "type": "profile_update",
-                    "mpid": mpid,
-                    "timestamp_ms": 1764400000000,
-                    "identities": identities,
-                    "attributes": {"ltv": n},
-                },
-            )
-        )
-        memberships.append(
-            (
-                mpid,
-                {
-                    "mpid": mpid,
-                    "audience_id": audience,
-                    "action": "add",
-                    "timestamp_ms": 1764400000000,
-                },
-            )
-        )
+    """The upstream producers' part: of the seed's 100 profiles, those numbered ``numbers``."""
+    profiles, memberships = seed_records(audience, numbers)
     publish(worker.topic("profile-updates"), profiles)
     publish(worker.topic("audience-memberships"), memberships)
 

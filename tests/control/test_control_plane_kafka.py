@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from devtools.local import REPO, ControlApi, Worker, consume, metric_value, produce
+from tests.support.seed import seed_records
 
 TOKEN = "test-token-" + uuid.uuid4().hex
 
@@ -70,32 +71,11 @@ def cli(api: ControlApi, *args: str, token: str = TOKEN) -> subprocess.Completed
 
 
 def publish_seed_audience(worker: Worker, audience: str) -> list[str]:
-    """The upstream producers' part: 100 profiles (all with an IDFA, 65 with an email)."""
-    mpids = [f"{audience}-{n}" for n in range(100)]
-    profiles = []
-    for n, mpid in enumerate(mpids):
-        identities: dict[str, Any] = {"ios_idfa": f"IDFA-{n}"}
-        if n < 65:
-            identities["email"] = f"user{n}@example.com"
-        profiles.append(
-            (
-                mpid,
-                {
-                    "type": "profile_update",
-                    "mpid": mpid,
-                    "timestamp_ms": 1764400000000,
-                    "identities": identities,
-                    "attributes": {"ltv": n},
-                },
-            )
-        )
+    """The upstream producers' part: the seed's 100 profiles."""
+    profiles, memberships = seed_records(audience)
     produce(worker.topic("profile-updates"), profiles)
-    memberships = [
-        (m, {"mpid": m, "audience_id": audience, "action": "add", "timestamp_ms": 1764400000000})
-        for m in mpids
-    ]
     produce(worker.topic("audience-memberships"), memberships)
-    return mpids
+    return [mpid for mpid, _ in profiles]
 
 
 def check_seed_outcome(worker: Worker, a: str, b: str) -> None:
