@@ -165,6 +165,7 @@ class Forwarder:
             },
             commit_interval_s=float(self.app.conf.broker_commit_interval),
             ready=self.config_view.loaded.wait,
+            fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
         )
         self.app.task(self._run_config_view)
         self.app.timer(interval=5.0)(self._update_gauges)
