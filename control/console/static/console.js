@@ -486,11 +486,16 @@ function renderOutputs() {
 
 async function deleteOutput(output) {
   if (!confirm(`Delete output ${output.output_id}? Its topic stays; nothing more is sent to it.`)) return;
-  const result = await api("DELETE", `/outputs/${encodeURIComponent(output.output_id)}`);
+  await deleteThenRender(`/outputs/${encodeURIComponent(output.output_id)}`, `Output ${output.output_id} deleted.`, renderOutputs);
+}
+
+// A DELETE, its outcome in the banner, then the page drawn again from the API's config.
+async function deleteThenRender(path, done, render) {
+  const result = await api("DELETE", path);
   if (result.status !== 204) showBanner(refusal(result));
-  else showBanner(`Output ${output.output_id} deleted.`, "ok");
+  else showBanner(done, "ok");
   await loadConfig();
-  renderOutputs();
+  render();
 }
 
 // Audiences and their connections.
@@ -647,11 +652,8 @@ async function afterConnectionWrite(root, result, prefix, done) {
 async function disconnect(connection) {
   const how = connection.on_disconnect === "remove" ? "a remove goes out for every member sent" : "the partner keeps what it holds";
   if (!confirm(`Disconnect ${connection.output_id} from ${connection.audience_id}? ${how}.`)) return;
-  const result = await api("DELETE", `/connections/${encodeURIComponent(connection.connection_id)}`);
-  if (result.status !== 204) showBanner(refusal(result));
-  else showBanner(`Connection ${connection.connection_id} deleted.`, "ok");
-  await loadConfig();
-  renderAudiences();
+  const path = `/connections/${encodeURIComponent(connection.connection_id)}`;
+  await deleteThenRender(path, `Connection ${connection.connection_id} deleted.`, renderAudiences);
 }
 
 function connectForm(audience, connected) {
