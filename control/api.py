@@ -408,14 +408,20 @@ async def get_connection_stats(request: web.Request) -> web.Response:
     return _json(connection_stats(connection, expositions, unreachable))
 
 
-async def list_dead_letters(request: web.Request) -> web.Response:
-    raw = request.query.get("limit", str(DEFAULT_LIMIT))
+def _limit(request: web.Request, default: int, maximum: int) -> int:
+    """The ``limit`` query parameter: an integer from 1 to ``maximum``, else a 422."""
+    raw = request.query.get("limit", str(default))
     # ASCII digits only ("²" is a digit to str.isdigit), and few: int() refuses long strings.
     limit = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else 0
-    if not 1 <= limit <= MAX_LIMIT:
+    if not 1 <= limit <= maximum:
         raise InvalidBodyError(
-            [FieldProblem(field="limit", reason=f"an integer from 1 to {MAX_LIMIT}")]
+            [FieldProblem(field="limit", reason=f"an integer from 1 to {maximum}")]
         )
+    return limit
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    limit = _limit(request, DEFAULT_LIMIT, MAX_LIMIT)
     return _json(await request.app[PLANE].dead_letters.latest(limit))
 
 
@@ -467,11 +473,9 @@ async def export_members(request: web.Request) -> web.StreamResponse:
     connection = _connection(plane, request.match_info["connection_id"])
     try:
         partition, after = decode_cursor(request.query.get("cursor"))
-        limit = int(request.query.get("limit", EXPORT_PAGE))
     except ValueError as error:
         raise InvalidBodyError([FieldProblem(field="cursor", reason=str(error))]) from None
-    if not 1 <= limit <= EXPORT_MAX:
-        raise InvalidBodyError([FieldProblem(field="limit", reason=f"1 to {EXPORT_MAX}")])
+    limit = _limit(request, EXPORT_PAGE, EXPORT_MAX)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     written = 0
     partitions = plane.settings.input_partitions
