@@ -30,12 +30,14 @@ from streams.faust_glue import (
     ForwarderApp,
     TableStore,
     credentials,
+    describe_producer,
     exit_now,
     rewind_uncommitted,
 )
 from streams.health import WorkerHealth
 from streams.operator_reads import RETRY_AFTER_S, OperatorReads
 from streams.processor import (
+    AckTimeoutError,
     InputProcessor,
     InputRecord,
     Limits,
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 
 # Longest a rebalance's rewind of uncommitted partitions may take before the worker restarts.
 REWIND_TIMEOUT_S = 30.0
+# Longest a fatal exit waits for the group coordinator to take this member out of the group.
+LEAVE_TIMEOUT_S = 5.0
 
 
 class TopicLayoutError(ConfigError):
@@ -71,6 +75,10 @@ class Forwarder:
             key_serializer="raw",
             value_serializer="raw",
             producer_acks=-1,
+            # Faust's 20 minutes would let a request without an answer, or a partition without
+            # a leader, hold its records silently until the ack timeout kills the worker; half
+            # of it makes aiokafka retry or fail them, with a log line, inside that window.
+            producer_request_timeout=max(1.0, settings.ack_timeout_s / 2),
             # Outbound records are sent a batch at a time, then awaited: let them share requests.
             producer_linger_ms=settings.producer_linger_ms,
             producer_max_batch_size=settings.producer_batch_bytes,
@@ -294,8 +302,10 @@ class Forwarder:
                 await work(records)
             except Exception as error:
                 log.exception("processing failed; the batch is left uncommitted")
+                if isinstance(error, AckTimeoutError):
+                    log.error("the producer holds: %s", describe_producer(self.app))
                 self.health.crashed(error)
-                exit_now(1, f"processing failed: {type(error).__name__}")
+                self._exit_leaving_group(f"processing failed: {type(error).__name__}")
             self.health.batch_done(records)
 
         return handle
@@ -363,7 +373,12 @@ class Forwarder:
         except Exception as error:
             log.exception("could not rewind the partitions without a committed offset")
             self.health.crashed(error)
-            exit_now(1, "could not rewind the partitions without a committed offset")
+            self._exit_leaving_group("could not rewind the partitions without a committed offset")
+
+    def _exit_leaving_group(self, reason: str) -> None:
+        """A fatal exit (code 1) that hands this worker's partitions over at once."""
+        self.app.owned_consumer.leave_group_now(LEAVE_TIMEOUT_S)
+        exit_now(1, reason)
 
     async def _update_gauges(self) -> None:
         try:

@@ -184,6 +184,23 @@ class OwnedConsumer(aiokafka_driver.Consumer):
         await self._idle.wait()
         await self.commit_done()
 
+    def leave_group_now(self, timeout_s: float) -> None:
+        """Take this member out of the group at once, blocking the calling (main) loop meanwhile.
+
+        For a fatal exit: the other workers get its partitions at once instead of after the
+        session timeout, and since this loop (which runs the producer) is blocked until the
+        process exits, no write of the abandoned batch can follow the leave.
+        """
+        consumer = self._thread._consumer
+        if consumer is None:
+            return
+        leave = consumer._coordinator._maybe_leave_group()
+        future = asyncio.run_coroutine_threadsafe(leave, self._thread.thread_loop)
+        try:
+            future.result(timeout_s)
+        except Exception:  # the session timeout still removes the member
+            log.warning("could not leave the group before exiting", exc_info=True)
+
     def verify_event_path(self, now: float, tp: TP) -> None:
         # Faust's slow-stream check counts events of its streams, which owned topics never
         # reach; the worker's own stall check (streams/health.py) covers them.
@@ -204,6 +221,25 @@ class ForwarderApp(faust.App):
     @property
     def owned_consumer(self) -> OwnedConsumer:
         return cast(OwnedConsumer, self.consumer)
+
+
+def describe_producer(app: faust.App) -> str:
+    """What the producer still holds, for the log of an acknowledgement timeout: records waiting
+    per partition with that partition's known leader, and the brokers with a request in flight."""
+    producer = cast(Any, app.producer)._producer
+    if producer is None:
+        return "no producer"
+    cluster = producer.client.cluster
+    waiting = [
+        f"{tp.topic}[{tp.partition}] {len(batches)} batches, "
+        f"leader {cluster.leader_for_partition(tp)}"
+        for tp, batches in producer._message_accumulator._batches.items()
+    ]
+    sender = producer._sender
+    return (
+        f"waiting: {'; '.join(waiting) or 'none'}; requests in flight to brokers "
+        f"{sorted(sender._in_flight) or 'none'}; muted partitions {len(sender._muted_partitions)}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
