@@ -16,7 +16,13 @@ from core.auth import bearer_matches
 from core.config import ConfigView, apply_config
 from core.dead_letters import ENVELOPE_BYTES, redact
 from core.errors import ConfigError
-from core.kafka_admin import TopicSpec, ensure_topics, max_message_bytes, wait_for_topics
+from core.kafka_admin import (
+    TopicSpec,
+    ensure_topics,
+    max_message_bytes,
+    track_topics,
+    wait_for_topics,
+)
 from core.prometheus import exposition
 from core.routing import Routing
 from core.settings import Settings
@@ -32,6 +38,7 @@ from streams.faust_glue import (
     credentials,
     describe_producer,
     exit_now,
+    kafka_producer,
     rewind_uncommitted,
 )
 from streams.health import WorkerHealth
@@ -96,6 +103,7 @@ class Forwarder:
         )
         self.routing = Routing()
         self._outbound_topics: set[str] = set()
+        self._tracked = False
         self.config_view = ConfigView(settings, self.routing, on_output=self._on_output)
 
         # One stream, co-partitioned: a profile's updates, memberships and the sync requests
@@ -172,7 +180,7 @@ class Forwarder:
                 **{topic: validate for topic in self.config_topics.topics},
             },
             commit_interval_s=float(self.app.conf.broker_commit_interval),
-            ready=self.config_view.loaded.wait,
+            ready=self._ready,
             fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
         )
         self.app.task(self._run_config_view)
@@ -272,7 +280,7 @@ class Forwarder:
 
     async def outbound_topic(self, output_id: str) -> str:
         """The forward-<output_id> topic's name, created (and waited for: a produce to a
-        topic without a leader yet can wedge the producer) on first use."""
+        topic without a leader yet can wedge the producer) and tracked on first use."""
         name = self.settings.topic(topics.outbound(output_id))
         if name not in self._outbound_topics:
             options = self.settings.kafka_client_options()
@@ -282,8 +290,30 @@ class Forwarder:
                 self.settings.replication_factor,
             )
             await wait_for_topics(options, [name])
+            await self._track_topics([name])
             self._outbound_topics.add(name)
         return name
+
+    async def _track_topics(self, names: list[str]) -> None:
+        producer = kafka_producer(self.app)
+        if producer is not None:  # else the topic is tracked when the first batch starts
+            await track_topics(producer, names)
+
+    async def _ready(self) -> None:
+        """Before each batch: the config is loaded and every topic the worker writes is
+        tracked by the producer (see ``track_topics``; cheap once done)."""
+        await self.config_view.loaded.wait()
+        if not self._tracked:
+            await self._track_topics(
+                [
+                    self.settings.topic(topics.DEAD_LETTERS),
+                    self.settings.topic(topics.ERASURE_STATUS),
+                    self.settings.topic(topics.SYNC),
+                    self.store.changelog_topic,
+                    *self._outbound_topics,
+                ]
+            )
+            self._tracked = True
 
     async def _on_output(self, output: Output) -> None:
         await self.outbound_topic(output.output_id)

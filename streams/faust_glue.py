@@ -14,7 +14,9 @@
 Private Faust API used here (an upgrade could break it; the integration tests on both stores
 would catch it): the consumer's fetch loop (``_drain_messages``, ``_wait_next_records``,
 ``_commit``), the app's ``_new_transport``, the RocksDB store's ``_db_for_partition`` and
-``offset_key``, the memory store's ``data`` dict.
+``offset_key``, the memory store's ``data`` dict, the consumer thread's aiokafka consumer and
+its coordinator's ``_maybe_leave_group`` (a fatal exit's leave), the producer's aiokafka
+producer and, for a log line only, its accumulator and sender.
 """
 
 from __future__ import annotations
@@ -223,10 +225,15 @@ class ForwarderApp(faust.App):
         return cast(OwnedConsumer, self.consumer)
 
 
+def kafka_producer(app: faust.App) -> Any:
+    """The aiokafka producer inside Faust's (None before the app started)."""
+    return cast(Any, app.producer)._producer
+
+
 def describe_producer(app: faust.App) -> str:
     """What the producer still holds, for the log of an acknowledgement timeout: records waiting
     per partition with that partition's known leader, and the brokers with a request in flight."""
-    producer = cast(Any, app.producer)._producer
+    producer = kafka_producer(app)
     if producer is None:
         return "no producer"
     cluster = producer.client.cluster
