@@ -7,7 +7,7 @@ serialize the records + count the metrics, as streams/processor.py does, over a 
 a dict; then each of those stages alone. Per synced member: load + reconcile + serialize +
 store, after a connection is added.
 The ref's version runs in a subprocess on a ``git archive`` of that ref, with this file copied
-in; only the calls that differ between the two versions are told apart below. Run by hand:
+in, so both run the same measurements through the same calls. Run by hand:
 CPU time of this process (a shared machine makes wall time noisy), best of the rounds.
 """
 
@@ -116,61 +116,33 @@ def routing(with_late: bool) -> Any:
 
 
 class Version:
-    """The calls that differ between versions: the current tree's, or the ref's (``old``)."""
+    """The modules of one tree: this one, or the ref's (run in its own subprocess)."""
 
-    def __init__(self, old: bool) -> None:
-        self.old = old
+    def __init__(self) -> None:
         self.processor = importlib.import_module("streams.processor")
         self.forwarding = importlib.import_module("streams.forwarding")
         self.state = importlib.import_module("schemas.state")
-        self.metrics = importlib.import_module("streams.metrics")
-        if old:
-            self.source_type = importlib.import_module("schemas.records").SourceRef
-        else:
-            self.source_type = self.forwarding.Source
-            self.tally = importlib.import_module("streams.tally").BatchMetrics()
+        self.tally = importlib.import_module("streams.tally").BatchMetrics()
 
     def source(self, offset: int) -> Any:
-        return self.source_type(topic="in", partition=0, offset=offset)
+        return self.forwarding.Source(topic="in", partition=0, offset=offset)
 
     def mpid(self, event: Any) -> str:
-        return str(event.mpid if self.old else event["mpid"])
+        return str(event["mpid"])
 
     def load(self, raw: bytes) -> Any:
-        return (
-            self.state.ProfileState.model_validate_json(raw)
-            if self.old
-            else self.state.load_profile(raw)
-        )
+        return self.state.load_profile(raw)
 
     def dump(self, state: Any) -> bytes:
-        if self.old:
-            return bytes(state.model_dump_json().encode())
         return bytes(self.state.dump_profile(state))
 
     def emit(self, decision: Any) -> int:
-        """Serialize the records and count them; returns the bytes produced."""
-        size = 0
-        if self.old:
-            for record in decision.records:
-                size += len(record.model_dump_json().encode())
-                self.metrics.FORWARDED.labels(
-                    record.output_id, record.connection_id, record.action
-                ).inc()
-                self.metrics.LAST_RECORD.labels(
-                    record.output_id, record.connection_id
-                ).set_to_current_time()
-            for drop in decision.drops:
-                self.metrics.DROPPED.labels(
-                    drop.output_id or "", drop.connection_id or "", drop.reason
-                ).inc()
-            return size
+        """Count the records (they are serialized already); returns the bytes produced."""
         self.tally.count(decision)
         return sum(len(record.value) for record in decision.records)
 
     def end_batch(self) -> None:
-        if not self.old:
-            self.tally.flush()
+        self.tally.flush()
 
 
 def per_event(version: Version, stream: list[tuple[bool, bytes, bytes]], batch: int) -> float:
@@ -249,8 +221,8 @@ def per_synced_member(version: Version, stream: list[tuple[bool, bytes, bytes]])
     return (time.process_time() - started) / len(table) * 1e6
 
 
-def measure(old: bool, profiles: int, rounds: int) -> dict[str, float]:
-    version = Version(old)
+def measure(profiles: int, rounds: int) -> dict[str, float]:
+    version = Version()
     stream = events(profiles)
     best: dict[str, float] = {}
     timings: dict[str, Callable[[], float]] = {
@@ -273,7 +245,7 @@ def measure_ref(ref: str, profiles: int, rounds: int) -> dict[str, float]:
         ).stdout
         subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
         shutil.copy(__file__, Path(tree, "benchmarks", "micro.py"))
-        argv = ["--run-old", "--profiles", str(profiles), "--rounds", str(rounds)]
+        argv = ["--run-ref", "--profiles", str(profiles), "--rounds", str(rounds)]
         done = subprocess.run(
             [sys.executable, "-m", "benchmarks.micro", *argv],
             cwd=tree,
@@ -289,13 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ref", default="main", help="the version to compare with")
     parser.add_argument("--profiles", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--run-old", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--run-ref", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.run_old:
-        print(json.dumps(measure(True, args.profiles, args.rounds)))
+    if args.run_ref:
+        print(json.dumps(measure(args.profiles, args.rounds)))
         return 0
     before = measure_ref(args.ref, args.profiles, args.rounds)
-    after = measure(False, args.profiles, args.rounds)
+    after = measure(args.profiles, args.rounds)
     print(f"{'µs':<22}{args.ref:>10}{'this tree':>12}")
     for name in after:
         print(f"{name:<22}{before[name]:>10.1f}{after[name]:>12.1f}")

@@ -19,6 +19,7 @@ one is built per record and a frozen class costs twice as much to build.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -231,8 +232,15 @@ def forwarded_attributes(
     }
 
 
-def reconcile(state: ProfileState, routing: Routing, source: Source, timestamp_ms: int) -> Decision:
-    """Bring every connection the profile concerns in line with what its partner should hold."""
+def reconcile(
+    state: ProfileState,
+    routing: Routing,
+    source: Source,
+    timestamp_ms: int,
+    only: Collection[str] | None = None,
+) -> Decision:
+    """Bring every connection the profile concerns in line with what its partner should hold;
+    with ``only`` (a sync's connections), just those, the others staying as they are."""
     candidates: dict[str, ConnectionConfig | None] = {}
     for audience_id, membership in state["memberships"].items():
         if membership["member"]:
@@ -246,6 +254,8 @@ def reconcile(state: ProfileState, routing: Routing, source: Source, timestamp_m
         if connection_id not in candidates:
             candidates[connection_id] = routing.find_connection(connection_id)
 
+    if only is not None:
+        candidates = {key: value for key, value in candidates.items() if key in only}
     sent = dict(state["sent"])
     preview = dict(previewed)
     decision = Decision(state=state)
@@ -373,15 +383,16 @@ def _reconcile_connection(
         same = held_identities == wanted
         lost = {} if same else _missing(held_identities, wanted)
         gained = {} if same else _missing(wanted, held_identities)
+        same_attributes = held["attributes"] == attributes
         if lost:
             builder.emit(decision, "remove", lost, {})
         if gained:
             builder.emit(decision, "add", gained, attributes)
-        else:
+        elif not same_attributes:
             changed = _changed_attributes(held["attributes"], attributes)
             if changed:
                 builder.emit(decision, "attribute_update", wanted, changed)
-        if not lost and not gained and held["attributes"] == attributes:
+        if not lost and not gained and same_attributes:
             return
     assert builder.last_action is not None, "every path here emitted a record"
     entry: SentState = {

@@ -285,7 +285,7 @@ class InputProcessor:
                 if stored is None or not any(needle in stored for needle in needles):
                     continue
                 state = load_profile(stored)
-                decision = reconcile(state, self.routing, source, timestamp)
+                decision = reconcile(state, self.routing, source, timestamp, only=connections)
                 if decision.state is state:
                     if decision.drops:
                         # Evaluated as a live event is: its drops count (a preview shows them).

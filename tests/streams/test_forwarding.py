@@ -33,6 +33,7 @@ from streams.forwarding import (
     accepted_identities,
     decide,
     new_profile,
+    reconcile,
     record_id,
 )
 
@@ -216,6 +217,35 @@ def test_add_is_sent_once_per_profile_and_connection() -> None:
     )
     assert [(r.output_id, r.action) for r in again] == [("partner-a", "add")]
     assert sum(1 for r in replay.records if r.output_id == "partner-b") == 1
+
+
+def test_a_sync_reconciles_only_its_connections_and_keeps_the_others_as_held() -> None:
+    routing = routing_of(
+        [output("ads", ["ios_idfa"]), output("mail", ["email"])], [connection("c-ads", "ads")]
+    )
+    state = decide(new_profile("7"), membership("7", "add"), routing, Source("in", 0, 0)).state
+    assert state is not None
+    state = decide(
+        state,
+        update("7", identities={"ios_idfa": "X", "email": "a@x"}),
+        routing,
+        Source("in", 0, 1),
+    ).state
+    assert state is not None and set(state["sent"]) == {"c-ads"}
+    # c-ads falls out of line (its output takes email now); a sync of the new c-mail alone
+    # sends c-mail's add and leaves c-ads to its own events.
+    routing.put_output(resolve_output(output("ads", ["email"])))
+    routing.put_connection(connection("c-mail", "mail"))
+    synced = reconcile(state, routing, Source("sync", 0, 0), 2, only={"c-mail"})
+    assert [(r.connection_id, r.action) for r in synced.records] == [("c-mail", "add")]
+    assert synced.state is not None
+    assert synced.state["sent"]["c-ads"] is state["sent"]["c-ads"]
+    everything = reconcile(state, routing, Source("sync", 0, 0), 2)
+    assert {(r.connection_id, r.action) for r in everything.records} == {
+        ("c-mail", "add"),
+        ("c-ads", "remove"),
+        ("c-ads", "add"),
+    }
 
 
 def test_inactive_connection_forwards_nothing_and_memberships_are_kept() -> None:
