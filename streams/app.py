@@ -34,6 +34,7 @@ from streams import metrics
 from streams.faust_glue import (
     BoundedWorker,
     ForwarderApp,
+    RecordBatches,
     TableStore,
     credentials,
     describe_producer,
@@ -130,11 +131,13 @@ class Forwarder:
             key_type=bytes,  # bytes types make Faust use the raw codec for the changelog
             value_type=bytes,
         )
+        self.batches = RecordBatches(lambda: kafka_producer(self.app))
         self.store = TableStore(
             self.app,
             self.profiles,
             owner_topic=settings.topic(topics.PROFILE_UPDATES),
             rocksdb=settings.store == "rocksdb",
+            batches=self.batches,
         )
         self.limits = Limits(
             max_record_bytes=settings.max_record_bytes,
@@ -271,12 +274,13 @@ class Forwarder:
     async def send(
         self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
     ) -> Awaitable[Any]:
-        """Produce through Faust's producer (so its commit flushes it), skipping Topic.send's
-        per-message machinery; returns the acknowledgement future."""
-        acknowledged: Awaitable[Any] = await self.app.producer.send(
-            topic, key, value, partition=partition, timestamp=None, headers=None
-        )
+        """Queue a record in this batch's record batches (sent at ``flush``); returns the
+        future of its acknowledgement."""
+        acknowledged, _index = await self.batches.add(topic, key, value, partition)
         return acknowledged
+
+    async def flush(self) -> None:
+        await self.batches.flush()
 
     async def outbound_topic(self, output_id: str) -> str:
         """The forward-<output_id> topic's name, created (and waited for: a produce to a

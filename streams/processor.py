@@ -64,13 +64,20 @@ class InputRecord:
 
 class Producer(Protocol):
     async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
-        """Queue one record; returns the future of Kafka's acknowledgement."""
+        """Queue one record; returns the future of Kafka's acknowledgement, which may come
+        only after ``flush``."""
+
+    async def flush(self) -> None:
+        """Send every queued record."""
 
 
 class StateStore(Protocol):
     """Profile states of the partitions this worker owns (key -> state JSON)."""
 
     def get(self, partition: int, key: bytes) -> bytes | None: ...
+
+    def get_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
+        """The values of ``keys``, in their order (one store call for a sync's chunk)."""
 
     def keys(self, partition: int) -> list[bytes]:
         """Every profile key of one partition, as of now."""
@@ -280,8 +287,7 @@ class InputProcessor:
         for start in range(0, len(keys), SYNC_CHUNK):
             chunk = keys[start : start + SYNC_CHUNK]
             unit = _Unit()
-            for key in chunk:
-                stored = self.store.get(partition, key)
+            for key, stored in zip(chunk, self.store.get_many(partition, chunk), strict=True):
                 if stored is None or not any(needle in stored for needle in needles):
                     continue
                 state = load_profile(stored)
@@ -328,7 +334,13 @@ class InputProcessor:
     async def wait_acknowledged(self, pending: Awaitable[Any] | list[Awaitable[Any]]) -> None:
         """Wait for Kafka's acknowledgements, at most FORWARDER_ACK_TIMEOUT_S."""
         futures = pending if isinstance(pending, list) else [pending]
-        await self._within_ack_timeout(asyncio.gather(*futures), f"{len(futures)} sends")
+
+        async def acknowledged() -> None:
+            await self.producer.flush()
+            # Records of one Kafka batch share its future: each is awaited once.
+            await asyncio.gather(*dict.fromkeys(futures))
+
+        await self._within_ack_timeout(acknowledged(), f"{len(futures)} sends")
 
     async def _within_ack_timeout(self, work: Awaitable[Any], what: str) -> None:
         try:

@@ -29,6 +29,9 @@ class DictStore:
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self.data[partition].get(key)
 
+    def get_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
+        return [self.get(partition, key) for key in keys]
+
     def keys(self, partition: int) -> list[bytes]:
         return list(self.data[partition])
 

@@ -29,7 +29,8 @@ DEAD, ERASURE = "forwarder-dead-letters", "forwarder-erasure-status"
 
 
 class Producer:
-    """Records every send; acknowledges at once unless ``hold`` is set."""
+    """Records every send; acknowledges the queued ones at ``flush``, as the worker's record
+    batches do, unless ``hold`` is set."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes]] = []
@@ -39,10 +40,14 @@ class Producer:
     async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
         self.sent.append((topic, key, value))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if not self.hold:
-            future.set_result(None)
         self.futures.append(future)
         return future
+
+    async def flush(self) -> None:
+        if not self.hold:
+            for future in self.futures:
+                if not future.done():
+                    future.set_result(None)
 
     def on(self, topic: str) -> list[dict[str, Any]]:
         return [orjson.loads(value) for sent_topic, _, value in self.sent if sent_topic == topic]
@@ -56,6 +61,9 @@ class Store:
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self.data.get(partition, {}).get(key)
+
+    def get_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
+        return [self.get(partition, key) for key in keys]
 
     def keys(self, partition: int) -> list[bytes]:
         return list(self.data.get(partition, {}))
