@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -318,6 +319,9 @@ class Forwarder:
                 ]
             )
             self._tracked = True
+            # The start-up's objects (modules, Faust's services) live as long as the process:
+            # out of the collector's full scans, which otherwise walk them again and again.
+            gc.freeze()
 
     async def _on_output(self, output: Output) -> None:
         await self.outbound_topic(output.output_id)

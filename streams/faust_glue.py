@@ -5,10 +5,13 @@
   owned; Faust's stream path, which could commit records it never delivered, is left to the
   table changelogs.
 - ``TableStore`` implements the processor's ``StateStore`` over a Faust table: reads go to the
-  store of the event's partition, writes produce the changelog records themselves (one send per
-  touched profile, awaited with the batch) and then apply them through the table's own
-  ``apply_changelog_batch``, the path recovery uses, which also keeps RocksDB's persisted
-  changelog offsets right. This replaces Faust's one-message-at-a-time changelog buffer.
+  store of the event's partition, writes produce the changelog records themselves (one record
+  per touched profile, in ``RecordBatches``, awaited with the batch) and then apply them
+  through the table's own ``apply_changelog_batch``, the path recovery uses, which also keeps
+  RocksDB's persisted changelog offsets right. This replaces Faust's one-message-at-a-time
+  changelog buffer.
+- ``RecordBatches`` builds every record the worker sends into Kafka record batches per
+  partition, handed to the producer once per flush.
 - ``BoundedWorker`` is Faust's worker with a deadline on SIGTERM.
 
 Private Faust API used here (an upgrade could break it; the integration tests on both stores

@@ -116,16 +116,16 @@ class AckTimeoutError(RuntimeError):
 class _Unit:
     """One unit of work: the states it touched (per partition) and the sends it waits for."""
 
-    touched: dict[int, dict[bytes, tuple[ProfileState | None, bytes | None]]] = field(
-        default_factory=dict
-    )
+    # partition -> key -> the serialized state to write (None deletes).
+    touched: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
+    # A live batch's new states by key (keys name their partition), for a later event of the
+    # same profile in it. A sync keeps only the bytes: thousands of states held per chunk
+    # made the garbage collector scan them again and again.
+    states: dict[bytes, ProfileState | None] = field(default_factory=dict)
     pending: list[Awaitable[Any]] = field(default_factory=list)
     # Kafka timestamps (seconds) of the input records that caused sends: for the latency metric.
     sources_sent: list[float] = field(default_factory=list)
     metrics: BatchMetrics = field(default_factory=BatchMetrics)
-
-    def held(self, partition: int, key: bytes) -> tuple[ProfileState | None, bytes | None] | None:
-        return self.touched.get(partition, {}).get(key)
 
 
 def state_key(partition: int, mpid: str) -> bytes:
@@ -226,9 +226,8 @@ class InputProcessor:
             return
         mpid = parsed["mpid"]
         key = state_key(record.partition, mpid)
-        held = unit.held(record.partition, key)
-        if held is not None:
-            state = held[0] or new_profile(mpid)
+        if key in unit.states:
+            state = unit.states[key] or new_profile(mpid)
         else:
             stored = self.store.get(record.partition, key)
             state = load_profile(stored) if stored else new_profile(mpid)
@@ -242,7 +241,8 @@ class InputProcessor:
         await self._send(unit, decision)
         if decision.records:
             unit.sources_sent.append(record.timestamp_s)
-        unit.touched.setdefault(record.partition, {})[key] = (decision.state, encoded)
+        unit.touched.setdefault(record.partition, {})[key] = encoded
+        unit.states[key] = decision.state
 
     def _encode(self, decision: Decision) -> bytes | None:
         """The new state, serialized; too_large when it or a record would not fit."""
@@ -305,7 +305,7 @@ class InputProcessor:
                     continue
                 await self._send(unit, decision)
                 sent += len(decision.records)
-                unit.touched.setdefault(partition, {})[key] = (decision.state, encoded)
+                unit.touched.setdefault(partition, {})[key] = encoded
             await self._flush(unit)
             for connection_id in connections:
                 metrics.SYNC_PROFILES_DONE.labels(connection_id).inc(len(chunk))
@@ -366,8 +366,7 @@ class InputProcessor:
                     "partition %d revoked during a batch: state left to its new owner", partition
                 )
                 continue
-            changes = {key: encoded for key, (_state, encoded) in touched.items()}
-            writes.append(self.store.write(partition, changes))
+            writes.append(self.store.write(partition, touched))
         # Every partition's changelog records in flight at once: one acknowledgement round
         # trip per batch, not one per partition.
         if writes:
