@@ -38,6 +38,7 @@ import faust
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import ConsumerStoppedError
+from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
@@ -83,8 +84,9 @@ class OwnedConsumer(aiokafka_driver.Consumer):
       recovery includes every changelog write of the old owner;
     - a batch that fails or is cancelled is never committed.
 
-    Other topics (table changelogs during recovery, standbys) go through Faust's path
-    unchanged. This also removes Faust's per-message tasks from the hot path.
+    A table recovery's changelog batches are applied in bulk (``_recover_in_bulk``); standbys
+    go through Faust's path unchanged. This also removes Faust's per-message tasks from the
+    hot path.
     """
 
     _handlers: Mapping[str, BatchHandler] = {}
@@ -133,7 +135,7 @@ class OwnedConsumer(aiokafka_driver.Consumer):
         for tp, batch in records.items():
             handler = self._handlers.get(tp.topic)
             if handler is None:
-                await self._deliver_to_faust(tp, batch)
+                await self._deliver_to_faust(tp, self._recover_in_bulk(tp, batch))
                 continue
             owned.setdefault(handler, []).extend(
                 InputRecord(
@@ -158,6 +160,40 @@ class OwnedConsumer(aiokafka_driver.Consumer):
                 self._book.done(handled)
         finally:
             self._idle.set()
+
+    def _recover_in_bulk(self, tp: TP, batch: list[Any]) -> list[Any]:
+        """Apply a fetched batch of an active changelog partition to its table at once; return
+        what is left for Faust's path.
+
+        Faust's recovery takes each changelog record through an event, a queue, a buffer and an
+        end-of-recovery check (about 170 µs a record here, 6,000 records/s). During a recovery
+        this writes the batch with one ``apply_changelog_batch`` (one RocksDB write batch, which
+        also persists the offset) and counts its offsets as Faust's own loop does, then hands
+        Faust only the batch's last record: its offset is already counted, so Faust does not
+        apply it again and only runs its end-of-recovery check. Faust's buffers are flushed
+        first so that no older record applies after a newer one. Standbys, and records outside
+        a recovery or during a flow suspension, keep Faust's path.
+        """
+        recovery: Recovery = cast(Any, self.app.tables).recovery
+        table = recovery.tp_to_table.get(tp)
+        if (
+            table is None
+            or not recovery.in_recovery
+            or tp not in recovery.active_tps
+            or not self.flow_active
+        ):
+            return batch
+        seen = recovery.active_offsets.get(tp)
+        fresh = [record for record in batch if seen is None or record.offset > seen]
+        if fresh:
+            recovery.flush_buffers()
+            # The stores read only what _ChangelogEvent carries of a Faust event.
+            events: list[Any] = [
+                _ChangelogEvent(_Message(tp, tp.partition, r.offset, r.key, r.value)) for r in fresh
+            ]
+            table.apply_changelog_batch(events)
+            recovery.active_offsets[tp] = fresh[-1].offset
+        return batch[-1:]
 
     async def _deliver_to_faust(self, tp: TP, batch: list[Any]) -> None:
         # As Faust's own fetch loop does: a flow suspension abandons the delivery, and the

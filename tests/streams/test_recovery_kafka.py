@@ -63,3 +63,49 @@ def test_a_worker_refuses_to_start_on_inputs_with_another_partition_count(tmp_pa
     assert f"topic {name}.profile-updates has 3 partitions, the settings want 2" in (
         worker.log_tail()
     )
+
+
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_many_profiles_come_back_with_their_latest_state_into_an_empty_data_dir(
+    tmp_path: Path, store: str
+) -> None:
+    """Each profile's changelog holds several versions, spread over many fetched batches: a new
+    worker must end with every profile and with the last version of each."""
+    name = f"recn-{uuid.uuid4().hex[:8]}"
+    env = {"FORWARDER_STORE": store}
+    count, audience = 3_000, "aud-n"
+    first = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path / "first", extra_env=env)
+    first.start()
+    try:
+        configure(first, [custom_output("out-n", ["email"])], [connect("c-n", audience, "out-n")])
+        updates, forwarded = first.topic("profile-updates"), first.topic("forward-out-n")
+        produce(
+            updates, [(f"p{i}", profile(f"p{i}", {"email": f"old{i}@x.com"})) for i in range(count)]
+        )
+        members = [(f"p{i}", member(f"p{i}", audience)) for i in range(count)]
+        produce(first.topic("audience-memberships"), members)
+        consume(forwarded, expected=count, timeout=120)  # each profile's add
+        produce(
+            updates,
+            [
+                (f"p{i}", profile(f"p{i}", {"email": f"new{i}@x.com"}, timestamp_ms=1764400000001))
+                for i in range(count)
+            ],
+        )
+        consume(forwarded, expected=3 * count, timeout=120)  # and its email's remove and add
+    finally:
+        first.stop()
+
+    second = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path / "second", extra_env=env)
+    second.start(timeout=120)
+    try:
+        configure(
+            second,
+            [custom_output("out-n2", ["email"])],
+            [connect("c-n2", audience, "out-n2")],
+        )
+        synced = consume(second.topic("forward-out-n2"), expected=count, timeout=120, settle=2)
+        emails = {value["mpid"]: value["identities"][0]["value"] for _, value, _ in synced}
+        assert emails == {f"p{i}": f"new{i}@x.com" for i in range(count)}
+    finally:
+        second.stop()
