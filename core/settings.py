@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1, le=16, description="Of the topics it creates.")
     store: Literal["memory", "rocksdb"] = Field("memory", description="Table store.")
     data_dir: Path = Field(Path("var/forwarder"), description="Table data (RocksDB) folder.")
+    rocksdb_write_buffer_mb: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="RocksDB memtable size per table partition; at most two are held.",
+    )
+    rocksdb_block_cache_mb: int = Field(
+        16, ge=1, le=16_384, description="RocksDB block cache per table partition."
+    )
     web_host: str = Field("127.0.0.1", description="Interface of the health/metrics server.")
     web_port: int = Field(6066, ge=1, le=65535)
     batch_max: int = Field(1000, ge=1, le=100_000, description="Events processed per batch.")

@@ -42,6 +42,7 @@ from streams.faust_glue import (
     exit_now,
     kafka_producer,
     rewind_uncommitted,
+    rocksdb_options,
 )
 from streams.health import WorkerHealth
 from streams.operator_reads import RETRY_AFTER_S, OperatorReads
@@ -131,6 +132,7 @@ class Forwarder:
             default=None,
             key_type=bytes,  # bytes types make Faust use the raw codec for the changelog
             value_type=bytes,
+            options=rocksdb_options(settings) if settings.store == "rocksdb" else None,
         )
         self.batches = RecordBatches(lambda: kafka_producer(self.app))
         self.store = TableStore(
