@@ -296,6 +296,10 @@ class RecordBatches:
     def __init__(self, producer: Callable[[], Any]) -> None:
         self._producer = producer  # the app's aiokafka producer, which exists once it started
         self._open: dict[tuple[str, int], _OpenBatch] = {}
+        # (key, partition count) -> partition, until the flush: a profile's records to several
+        # outputs (same partition count) cost one partitioner call, which sorts the topic's
+        # partitions and hashes the key in Python.
+        self._partitions: dict[tuple[bytes, int], int] = {}
 
     async def add(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
@@ -305,9 +309,19 @@ class RecordBatches:
         batch's base offset plus the index)."""
         producer = self._producer()
         if partition is None:
-            if producer._metadata.partitions_for_topic(topic) is None:
+            partitions = producer._metadata.partitions_for_topic(topic)
+            if partitions is None:
                 await producer.client._wait_on_metadata(topic)
-            partition = producer._partition(topic, None, key, value, key, value)
+                partitions = producer._metadata.partitions_for_topic(topic)
+            if key is None:
+                partition = producer._partition(topic, None, key, value, key, value)
+            else:
+                # Kafka's default partitioner depends only on the key and the partition count.
+                memo = (key, len(partitions))
+                partition = self._partitions.get(memo)
+                if partition is None:
+                    partition = producer._partition(topic, None, key, value, key, value)
+                    self._partitions[memo] = partition
         tp = (topic, partition)
         batch = self._open.get(tp)
         if batch is None:
@@ -327,6 +341,7 @@ class RecordBatches:
 
     async def flush(self) -> None:
         """Hand every open batch to the producer (their futures complete on the acks)."""
+        self._partitions.clear()
         while self._open:
             tp, batch = self._open.popitem()
             await self._send(tp, batch)
@@ -412,6 +427,10 @@ class TableStore:
         # A co-partitioned input topic: owning its partition p means owning state partition p.
         self._owner_topic = owner_topic
         self._rocksdb = rocksdb
+        if rocksdb:
+            from rocksdict import WriteBatch  # the optional [rocksdb] extra
+
+            self._write_batch = WriteBatch
 
     @property
     def changelog_topic(self) -> str:
@@ -451,21 +470,42 @@ class TableStore:
         return len(self._table.data.data) if not self._rocksdb else 0
 
     async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> None:
+        if not changes:
+            return
         topic = self.changelog_topic
-        sent: list[tuple[bytes, bytes | None, asyncio.Future[Any], int]] = []
-        for key, value in changes.items():
-            acknowledged, index = await self._batches.add(topic, key, value, partition)
-            sent.append((key, value, acknowledged, index))
+        placed = [
+            await self._batches.add(topic, key, value, partition) for key, value in changes.items()
+        ]
         await self._batches.flush()
-        batches = {future: None for _, _, future, _ in sent}
-        await asyncio.gather(*batches)
-        tp = TP(topic, partition)
-        self._table.apply_changelog_batch(
-            [
-                _ChangelogEvent(_Message(tp, partition, future.result().offset + index, key, value))
-                for key, value, future, index in sent
-            ]
-        )
+        await asyncio.gather(*dict.fromkeys(future for future, _ in placed))
+        last_offset = max(future.result().offset + index for future, index in placed)
+        self._apply(partition, changes, last_offset)
+
+    def _apply(self, partition: int, changes: Mapping[bytes, bytes | None], offset: int) -> None:
+        """Write acknowledged changelog records to the store as Faust's recovery would, without
+        an event object per record: RocksDB gets one write batch that also holds the
+        partition's persisted offset (Faust's own key and format), so a restart replays only
+        what came after it."""
+        store = self._table.data
+        if self._rocksdb:
+            batch = self._write_batch(raw_mode=True)
+            for key, value in changes.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            batch.put(store.offset_key, str(offset).encode())
+            store._db_for_partition(partition).write(batch)
+            return
+        # Faust's memory store keeps each key's partition to drop revoked ones after a recovery.
+        data, partitions = store.data, store._key_partition
+        for key, value in changes.items():
+            if value is None:
+                data.pop(key, None)
+                partitions.pop(key, None)
+            else:
+                data[key] = value
+                partitions[key] = partition
 
 
 async def rewind_uncommitted(

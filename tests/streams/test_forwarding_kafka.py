@@ -8,6 +8,8 @@ import urllib.request
 import uuid
 from typing import Any
 
+from aiokafka.partitioner import DefaultPartitioner
+
 from devtools.local import Worker, consume, produce
 
 
@@ -102,6 +104,12 @@ def test_seed_example_100_idfas_to_a_and_65_emails_to_b(worker: Worker) -> None:
     assert len(to_b) == 65
     assert {v["mpid"] for _, v, _ in to_a} == set(mpids)
     assert all(k == v["mpid"] for k, v, _ in to_a + to_b), "outbound records are keyed by mpid"
+    # Partitioned as a keyed record of any Kafka producer, on every output.
+    partitions = list(range(worker.partitions))
+    assert all(
+        p == DefaultPartitioner()(str(k).encode(), partitions, partitions)
+        for k, _, p in to_a + to_b
+    )
     idfa = [i for _, v, _ in to_a for i in v["identities"] if i["type"] == "ios_idfa"]
     gaid = [i for _, v, _ in to_a for i in v["identities"] if i["type"] == "android_aaid"]
     assert len(idfa) == 100 and len(gaid) == 25
