@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -46,6 +47,7 @@ from streams.faust_glue import (
 )
 from streams.health import WorkerHealth
 from streams.operator_reads import RETRY_AFTER_S, OperatorReads
+from streams.partner_counts import PartnerCounts
 from streams.processor import (
     AckTimeoutError,
     InputProcessor,
@@ -147,6 +149,7 @@ class Forwarder:
             max_identity_values=settings.max_identity_values,
             ack_timeout_s=settings.ack_timeout_s,
         )
+        self.partner_counts = PartnerCounts()
         self.processor = InputProcessor(
             routing=self.routing,
             store=self.store,
@@ -160,6 +163,7 @@ class Forwarder:
             ),
             limits=self.limits,
             config_applied=self.config_view.applied,
+            partner_counts=self.partner_counts,
         )
         self.health = WorkerHealth(settings.stall_timeout_s)
         self.operator_reads = OperatorReads(
@@ -397,6 +401,8 @@ class Forwarder:
     async def _after_rebalance(
         self, sender: Any, /, *args: Any, signal: BaseSignalT[Any], **kwargs: Any
     ) -> None:
+        # Another worker may have written any partition since it was counted here.
+        self.partner_counts.forget()
         # Runs before Faust resumes fetching: if it cannot finish, the worker would sit
         # healthy and idle; a restart is safe (nothing unfinished is committed) and a new
         # process has no stale fetch positions.
@@ -428,14 +434,27 @@ class Forwarder:
             log.warning("updating the gauges failed", exc_info=True)
 
     async def _count_partner_profiles(self) -> None:
-        """forwarder_partner_profiles, counted from the state (a read, in chunks)."""
-        try:
-            counts = await self.operator_reads.held_counts()
-        except Exception:
-            log.warning("counting the partners' profiles failed", exc_info=True)
-            return
-        if counts is None:
-            return  # rebalancing: counted again at the next interval
+        """forwarder_partner_profiles: each owned partition not counted since the last
+        rebalance is read from the state (no batch runs during one partition's read), the
+        others are kept by the batches' writes (``PartnerCounts``)."""
+        for partition in range(self.settings.input_partitions):
+            await asyncio.sleep(0)  # batches may run between partitions
+            if not self.operator_reads.settled():
+                return  # rebalancing: counted again at the next interval
+            if self.store.owns(partition) and not self.partner_counts.known(partition):
+                started = time.monotonic()
+                try:
+                    held = self.operator_reads.count_held(partition)
+                except Exception:
+                    log.warning("counting the partners' profiles failed", exc_info=True)
+                    return
+                self.partner_counts.establish(partition, held)
+                log.info(
+                    "partner counts of partition %d read from the state in %.2f s",
+                    partition,
+                    time.monotonic() - started,
+                )
+        counts = self.partner_counts.snapshot()
         for gone in self._partner_labels - counts.keys():
             metrics.PARTNER_PROFILES.remove(*gone)  # a partition moved, a connection ended
         for labels, count in counts.items():

@@ -74,6 +74,6 @@ RESYNC_DONE = Gauge(
 PARTNER_PROFILES = Gauge(
     "forwarder_partner_profiles",
     "Profiles a connection's partner holds (was sent and not removed), per input partition this "
-    "worker owns, as of its last count (FORWARDER_PARTNER_COUNT_INTERVAL_S).",
+    "worker owns, published every FORWARDER_PARTNER_COUNT_INTERVAL_S.",
     ["output_id", "connection_id", "partition"],
 )

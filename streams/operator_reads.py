@@ -24,6 +24,8 @@ from streams.processor import StateStore, state_key
 
 # Profiles read between two yields to the event loop.
 READ_CHUNK = 200
+# Profiles read per store call while counting.
+COUNT_CHUNK = 1000
 MAX_PAGE = 10_000
 RETRY_AFTER_S = 2
 # In every sent entry of a state (and a preview's): states without it hold no send.
@@ -72,36 +74,19 @@ class OperatorReads:
             "partition": partition,
         }
 
-    async def count_held(self, partition: int) -> Counter[tuple[str, str]] | None:
-        """Profiles each (output, connection) holds in one owned partition; None when the
-        partition was lost during the count (its new owner counts it)."""
+    def count_held(self, partition: int) -> Counter[tuple[str, str]]:
+        """Profiles each (output, connection) holds in one partition, read from its state in
+        one go: no batch may write it meanwhile (``PartnerCounts`` keeps the count after)."""
         held: Counter[tuple[str, str]] = Counter()
-        for index, key in enumerate(self.store.keys(partition)):
-            if index and index % READ_CHUNK == 0:
-                await asyncio.sleep(0)
-                if not self.store.owns(partition):
-                    return None
-            stored = self.store.get(partition, key)
-            # A state that holds a send names its output; the test spares parsing the others.
-            if stored is None or SENT_ENTRY not in stored:
-                continue
-            for connection_id, entry in load_profile(stored)["sent"].items():
-                held[(entry["output_id"], connection_id)] += 1
+        keys = self.store.keys(partition)
+        for start in range(0, len(keys), COUNT_CHUNK):
+            for stored in self.store.get_many(partition, keys[start : start + COUNT_CHUNK]):
+                # A state that holds a send names its output; the test spares parsing the others.
+                if stored is None or SENT_ENTRY not in stored:
+                    continue
+                for connection_id, entry in load_profile(stored)["sent"].items():
+                    held[(entry["output_id"], connection_id)] += 1
         return held
-
-    async def held_counts(self) -> dict[tuple[str, str, str], int] | None:
-        """Profiles each partner holds, per (output, connection, partition) owned; None while
-        the worker is not settled (the last counts stand)."""
-        counts: dict[tuple[str, str, str], int] = {}
-        for partition in range(self.partitions):
-            if not self.settled():
-                return None
-            if not self.store.owns(partition):
-                continue
-            held = await self.count_held(partition)
-            for (output_id, connection_id), count in (held or {}).items():
-                counts[(output_id, connection_id, str(partition))] = count
-        return counts if self.settled() else None
 
     async def members(self, query: Mapping[str, str]) -> Answer:
         """One page of the partner's members in one partition, in key order after ``after``."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,6 +34,7 @@ from schemas.records import ConnectionConfig, SourceRef, SyncRequest
 from schemas.state import ProfileState, dump_profile, load_profile, new_profile
 from streams import metrics
 from streams.forwarding import Decision, Source, decide, reconcile
+from streams.partner_counts import Held, PartnerCounts, held_change
 from streams.tally import BatchMetrics
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,8 @@ class _Unit:
     # Kafka timestamps (seconds) of the input records that caused sends: for the latency metric.
     sources_sent: list[float] = field(default_factory=list)
     metrics: BatchMetrics = field(default_factory=BatchMetrics)
+    # partition -> what the batch's states change in the profiles each partner holds
+    held: dict[int, Held] = field(default_factory=dict)
 
 
 def state_key(partition: int, mpid: str) -> bytes:
@@ -177,6 +181,7 @@ class InputProcessor:
         topics: ProcessorTopics,
         limits: Limits,
         config_applied: Callable[[SourceRef], Awaitable[None]],
+        partner_counts: PartnerCounts | None = None,
     ) -> None:
         self.routing = routing
         self.store = store
@@ -184,6 +189,7 @@ class InputProcessor:
         self.topics = topics
         self.limits = limits
         self.config_applied = config_applied
+        self.partner_counts = partner_counts or PartnerCounts()
 
     async def process(self, records: Sequence[InputRecord]) -> None:
         """Handle one batch; returns once every effect is durable. Raises (and the batch must
@@ -243,6 +249,7 @@ class InputProcessor:
             unit.sources_sent.append(record.timestamp_s)
         unit.touched.setdefault(record.partition, {})[key] = encoded
         unit.states[key] = decision.state
+        held_change(state, decision.state, unit.held.setdefault(record.partition, Counter()))
 
     def _encode(self, decision: Decision) -> bytes | None:
         """The new state, serialized; too_large when it or a record would not fit."""
@@ -306,6 +313,7 @@ class InputProcessor:
                 await self._send(unit, decision)
                 sent += len(decision.records)
                 unit.touched.setdefault(partition, {})[key] = encoded
+                held_change(state, decision.state, unit.held.setdefault(partition, Counter()))
             await self._flush(unit)
             for connection_id in connections:
                 metrics.SYNC_PROFILES_DONE.labels(connection_id).inc(len(chunk))
@@ -366,13 +374,21 @@ class InputProcessor:
                     "partition %d revoked during a batch: state left to its new owner", partition
                 )
                 continue
-            writes.append(self.store.write(partition, touched))
+            writes.append(self._write(partition, touched, unit.held.get(partition)))
         # Every partition's changelog records in flight at once: one acknowledgement round
         # trip per batch, not one per partition.
         if writes:
             await self._within_ack_timeout(
                 asyncio.gather(*writes), f"the state writes of {len(writes)} partitions"
             )
+
+    async def _write(
+        self, partition: int, touched: dict[bytes, bytes | None], held: Held | None
+    ) -> None:
+        await self.store.write(partition, touched)
+        # In the same step as the store write: a count read in between would see it twice.
+        if held:
+            self.partner_counts.apply(partition, held)
 
     async def _send(self, unit: _Unit, decision: Decision) -> None:
         for record in decision.records:

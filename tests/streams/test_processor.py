@@ -14,6 +14,7 @@ import pytest
 from core.routing import Routing
 from partners.catalog import resolve_output
 from streams import processor as processor_module
+from streams.operator_reads import OperatorReads
 from streams.processor import (
     AckTimeoutError,
     InputProcessor,
@@ -273,3 +274,41 @@ async def test_one_scan_serves_the_sync_requests_of_a_partition_in_a_batch() -> 
     assert scans == [0]
     assert sorted(r["mpid"] for r in producer.on("forward-push")) == ["m1", "m2"]
     assert sorted(r["mpid"] for r in producer.on("forward-tv")) == ["m1", "m2"]
+
+
+async def test_the_partner_counts_kept_by_the_batches_match_a_fresh_count_of_the_state() -> None:
+    routing = routing_of(
+        [output("ads", ["ios_idfa"]), output("mail", ["email"])],
+        [connection("c-ads", "ads"), connection("c-mail", "mail")],
+    )
+    processor, _, store = make(routing)
+    reads = OperatorReads(routing, store, partitions=8, settled=lambda: True)
+    counts = processor.partner_counts
+    counts.establish(0, reads.count_held(0))
+    members = [f"m{n}" for n in range(6)]
+    await processor.process(
+        [r for m in members for r in (profile(m, ios_idfa=m, email=f"{m}@x.io"), member(m))]
+    )
+    assert counts.snapshot() == {("ads", "c-ads", "0"): 6, ("mail", "c-mail", "0"): 6}
+    # A lost identity, an erasure and a left audience take profiles away; a sync adds some.
+    erasure = {"type": "profile_erasure", "mpid": "m1", "timestamp_ms": 3, "request_id": "r1"}
+    left = {"mpid": "m2", "audience_id": "aud-42", "action": "remove", "timestamp_ms": 4}
+    lost_email = {"type": "profile_update", "timestamp_ms": 5, "identities": {"email": None}}
+    await processor.process(
+        [
+            record(PROFILES, "m0", {**lost_email, "mpid": "m0"}),
+            record(PROFILES, "m1", erasure),
+            record(MEMBERSHIPS, "m2", left),
+        ]
+    )
+    routing.put_output(resolve_output(output("push", ["ios_idfa"])))
+    routing.put_connection(connection("c-push", "push"))
+    config = {"topic": "forwarder-connections", "partition": 0, "offset": 0}
+    request = {"kind": "connection", "id": "c-push", "config": config}
+    await processor.process([record(SYNC, "c-push", request)])
+    fresh = {
+        (output_id, connection_id, "0"): count
+        for (output_id, connection_id), count in reads.count_held(0).items()
+    }
+    assert counts.snapshot() == fresh
+    assert fresh[("push", "c-push", "0")] == 4 and fresh[("ads", "c-ads", "0")] == 4
