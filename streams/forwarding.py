@@ -332,7 +332,13 @@ def _preview_change(
 
 def _same_entries(after: dict[str, SentState], before: dict[str, SentState]) -> bool:
     # Entries are replaced, never mutated: identity tells "unchanged" without deep equality.
-    return after.keys() == before.keys() and all(after[key] is before[key] for key in after)
+    # A loop, not all(): no generator per call on the hot path.
+    if len(after) != len(before):
+        return False
+    for key, entry in after.items():  # noqa: SIM110
+        if before.get(key) is not entry:
+            return False
+    return True
 
 
 def _disconnect(builder: _RecordBuilder, sent: dict[str, SentState], decision: Decision) -> None:

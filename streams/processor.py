@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -190,6 +191,8 @@ class InputProcessor:
         self.limits = limits
         self.config_applied = config_applied
         self.partner_counts = partner_counts or PartnerCounts()
+        # output_id -> its forward topic, created on the first record
+        self._outbound_topics: dict[str, str] = {}
 
     async def process(self, records: Sequence[InputRecord]) -> None:
         """Handle one batch; returns once every effect is durable. Raises (and the batch must
@@ -254,7 +257,9 @@ class InputProcessor:
     def _encode(self, decision: Decision) -> bytes | None:
         """The new state, serialized; too_large when it or a record would not fit."""
         state = dump_profile(decision.state) if decision.state is not None else None
-        largest = max([len(state or b""), *(len(record.value) for record in decision.records)])
+        largest = len(state) if state is not None else 0
+        for record in decision.records:
+            largest = max(largest, len(record.value))
         if largest > self.limits.max_record_bytes:
             raise InvalidRecordError(
                 TOO_LARGE,
@@ -286,6 +291,7 @@ class InputProcessor:
         needles = {orjson.dumps(c.audience_id) for c in connections.values()} | {
             orjson.dumps(c.connection_id) for c in connections.values()
         }
+        concerned = re.compile(b"|".join(re.escape(needle) for needle in sorted(needles))).search
         started = time.monotonic()
         keys = self.store.keys(partition)
         for connection_id in connections:
@@ -295,7 +301,7 @@ class InputProcessor:
             chunk = keys[start : start + SYNC_CHUNK]
             unit = _Unit()
             for key, stored in zip(chunk, self.store.get_many(partition, chunk), strict=True):
-                if stored is None or not any(needle in stored for needle in needles):
+                if stored is None or concerned(stored) is None:
                     continue
                 state = load_profile(stored)
                 decision = reconcile(state, self.routing, source, timestamp, only=connections)
@@ -392,7 +398,11 @@ class InputProcessor:
 
     async def _send(self, unit: _Unit, decision: Decision) -> None:
         for record in decision.records:
-            topic = await self.topics.outbound(record.output_id)
+            topic = self._outbound_topics.get(record.output_id)
+            if topic is None:
+                topic = self._outbound_topics[record.output_id] = await self.topics.outbound(
+                    record.output_id
+                )
             unit.pending.append(await self.producer.send(topic, record.mpid.encode(), record.value))
         for status in decision.erasure_statuses:
             unit.pending.append(
