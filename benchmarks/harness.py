@@ -182,6 +182,8 @@ class Watch:
         self.topics = topics
         self.expected = expected
         self.latency = latency
+        # Records produced before this wall time (ms) are counted but not in the latencies.
+        self.latency_from_ms = 0.0
         self.arrivals = Arrivals(counts=dict.fromkeys(topics, 0))
         self.ready = asyncio.Event()
         self._task: asyncio.Task[Arrivals] | None = None
@@ -241,8 +243,9 @@ class Watch:
                     for tp, messages in batches.items():
                         arrivals.counts[tp.topic] += len(messages)
                         if self.latency:
+                            stamps = (orjson.loads(m.value)["timestamp_ms"] for m in messages)
                             arrivals.latencies_ms.extend(
-                                wall_ms - orjson.loads(m.value)["timestamp_ms"] for m in messages
+                                wall_ms - stamp for stamp in stamps if stamp >= self.latency_from_ms
                             )
                 if settle_until is None and arrivals.total >= self.expected:
                     settle_until = now + settle

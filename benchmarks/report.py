@@ -16,7 +16,7 @@ import orjson
 
 from benchmarks.deploy import Ready
 from benchmarks.harness import Throughput
-from benchmarks.latency import LatencyResult
+from benchmarks.latency import WARM_UP_S, LatencyResult
 from benchmarks.million import MillionResult
 from benchmarks.profiling import Profile
 from benchmarks.scale_out import ScaleOutResult
@@ -343,9 +343,10 @@ def _latency_section(lat: LatencyResult) -> list[str]:
         "## Latency at half load",
         "",
         f"{_fmt(lat.offered_events_per_s)} events/s offered (half the forwarder's steady-state "
-        f"rate) for {lat.seconds:.0f} s ({_fmt(lat.outbound)} outbound records); latency is an "
-        "outbound record's arrival at a consumer minus its input record's produce time "
-        "(carried in `timestamp_ms`).",
+        f"rate) for {lat.seconds:.0f} s after a {WARM_UP_S:.0f} s warm-up at the same rate "
+        f"({_fmt(lat.outbound)} outbound records in all); latency is an outbound record's "
+        "arrival at a consumer minus its input record's produce time (carried in "
+        "`timestamp_ms`), over the records produced after the warm-up.",
         "",
         "| p50 | p99 | max | Worker CPU µs/event | Cores busy |",
         "|---|---|---|---|---|",
