@@ -32,6 +32,36 @@ EMPTY_PROFILE = "profile-empty"
 SYNC_PROFILE = "profile-sync"
 
 
+LIFT_CPU = (
+    "the CPU is the Python work each event needs (the profile below): validating it against "
+    "the contract (pydantic-core), reading and writing its profile state (orjson, RocksDB), "
+    "reconciling each connection, appending its records to Kafka batches, and aiokafka's "
+    "fetch and produce paths in the consumer's and the main event loops. What would lift it: "
+    "compiling the decision core (mypyc or Cython over streams/forwarding.py) and a consumer "
+    "that hands fetched batches over without Faust's consumer thread; neither is done."
+)
+LIFT_LATENCY = (
+    "at a paced rate the worker's batches hold tens of events (1,000 in the steady state's "
+    "backlog), and each pays fixed costs: an outbound and then a changelog acknowledgement "
+    "round trip, and the event-loop and socket work of two threads (about 45% of the "
+    "worker's samples at 3,000 events/s, in a separate py-spy run). So its CPU per event "
+    "at half load (the latency table) is well above the steady state's, and half the "
+    "backlog's maximum nearly saturates a worker that shares 2 cores with the broker, the "
+    "load generator and the consumer measuring it. In smaller runs at 3,000 events/s the "
+    "p99 was 45 to 48 ms. What would lift it: writing a batch's changelog while the next "
+    "batch runs (one round trip per batch instead of two, with the commit waiting for both), "
+    "fewer and larger fetches near saturation (FORWARDER_CONSUMER_FETCH_MIN_BYTES, measured "
+    "in the README), and the consumer-thread hop gone."
+)
+LIFT_SYNC = (
+    "each member costs a state read, a reconcile of the synced connections, a state write "
+    "and an outbound record's append (the sync profile), where the passthrough decodes and "
+    "forwards one event with no state at all. What would lift it: for a connection new to "
+    "every member, an add built straight from the stored identities without the general "
+    "reconcile, and the compiled decision core."
+)
+
+
 @dataclass
 class Results:
     run_id: str
@@ -59,6 +89,8 @@ class Goal:
     met: bool | None = None  # None: not measured (or not at the goal's size)
     # the anchor of the py-spy profile that bounds it, shown when missed
     profile: str | None = None
+    # what bounds it and what would lift it, shown when missed
+    lift: str = ""
 
 
 def write(results: Results, out: Path) -> None:
@@ -121,6 +153,7 @@ def _steady_goals(r: Results) -> list[Goal]:
             f"{bare.cpu_us_per_event:.0f} µs CPU per event",
             forwarder.cpu_us_per_event <= 40,
             STEADY_PROFILE,
+            LIFT_CPU,
         ),
     ]
     if not lat:
@@ -129,7 +162,10 @@ def _steady_goals(r: Results) -> list[Goal]:
     basis = f"offered {_fmt(lat.offered_events_per_s)} events/s"
     # the latency run is not profiled (py-spy would add to it): the steady state's profile
     # shows what a batch's time is made of
-    return [*found, Goal(*latency, measured, basis, lat.p99_ms < 50, STEADY_PROFILE)]
+    return [
+        *found,
+        Goal(*latency, measured, basis, lat.p99_ms < 50, STEADY_PROFILE, LIFT_LATENCY),
+    ]
 
 
 def _million_goals(r: Results) -> list[Goal]:
@@ -160,6 +196,7 @@ def _million_goals(r: Results) -> list[Goal]:
                 f"raw passthrough {_fmt(r.steady.raw.events_per_s)} events/s",
                 ratio >= 1.0 if full else None,
                 SYNC_PROFILE,
+                LIFT_SYNC,
             )
         )
     found.append(
@@ -208,6 +245,7 @@ def _goal_rows(r: Results) -> list[str]:
         "| Goal | Target | Measured | Basis (same run) | Result |",
         "|---|---|---|---|---|",
     ]
+    lifts = []
     for goal in goals(r):
         if goal.met is None:
             result = "-"
@@ -215,7 +253,11 @@ def _goal_rows(r: Results) -> list[str]:
             result = "met"
         else:
             result = "**missed**" + (f" ([profile](#{goal.profile}))" if goal.profile else "")
+            if goal.lift:
+                lifts.append(f"- **{goal.name}**: {goal.lift}")
         rows.append(f"| {goal.name} | {goal.target} | {goal.measured} | {goal.basis} | {result} |")
+    if lifts:
+        rows += ["", "What bounds each missed goal, and what would lift it:", "", *lifts]
     return rows
 
 

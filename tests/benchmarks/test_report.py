@@ -14,7 +14,7 @@ from benchmarks.deploy import Ready
 from benchmarks.harness import CpuSampler, Throughput, cpu_seconds
 from benchmarks.million import MillionResult
 from benchmarks.profiling import Profile, summarize
-from benchmarks.report import GB, Results, goals, write
+from benchmarks.report import GB, LIFT_CPU, LIFT_SYNC, Results, goals, write
 from benchmarks.steady import SteadyResult
 from devtools.local import REPO
 
@@ -90,6 +90,9 @@ def test_a_missed_goal_links_the_profile_that_bounds_it(tmp_path: Path) -> None:
     assert '<a id="profile-empty"></a>' in report
     assert "| **failed**: ScenarioError: latency run" in report
     assert (tmp_path / "results.json").exists() and (tmp_path / "state.png").exists()
+    # The missed CPU goal says what bounds it; the met sync goal says nothing.
+    assert "- **Worker CPU outside Faust's consume path" in report and LIFT_CPU in report
+    assert LIFT_SYNC not in report
 
 
 async def test_cpu_of_an_interval_is_read_off_the_samples() -> None:
