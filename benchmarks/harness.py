@@ -178,12 +178,16 @@ class Watch:
     Started before the process under test so that arrival times are read live, not in bulk.
     """
 
-    def __init__(self, topics: list[str], expected: int, *, latency: bool = False) -> None:
+    def __init__(
+        self, topics: list[str], expected: int, *, latency_warm_up_s: float | None = None
+    ) -> None:
+        """With ``latency_warm_up_s``, each record's latency is noted, except for the records
+        produced within that long of the first one (counted, but not in the latencies)."""
         self.topics = topics
         self.expected = expected
-        self.latency = latency
-        # Records produced before this wall time (ms) are counted but not in the latencies.
-        self.latency_from_ms = 0.0
+        self.latency = latency_warm_up_s is not None
+        self._warm_up_ms = (latency_warm_up_s or 0.0) * 1000
+        self._latency_from_ms: float | None = None
         self.arrivals = Arrivals(counts=dict.fromkeys(topics, 0))
         self.ready = asyncio.Event()
         self._task: asyncio.Task[Arrivals] | None = None
@@ -243,9 +247,13 @@ class Watch:
                     for tp, messages in batches.items():
                         arrivals.counts[tp.topic] += len(messages)
                         if self.latency:
-                            stamps = (orjson.loads(m.value)["timestamp_ms"] for m in messages)
+                            stamps = [orjson.loads(m.value)["timestamp_ms"] for m in messages]
+                            if self._latency_from_ms is None:
+                                self._latency_from_ms = min(stamps) + self._warm_up_ms
                             arrivals.latencies_ms.extend(
-                                wall_ms - stamp for stamp in stamps if stamp >= self.latency_from_ms
+                                wall_ms - stamp
+                                for stamp in stamps
+                                if stamp >= self._latency_from_ms
                             )
                 if settle_until is None and arrivals.total >= self.expected:
                     settle_until = now + settle

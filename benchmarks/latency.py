@@ -8,6 +8,7 @@ their partitions by Kafka's default partitioner, as a user's producer sends them
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import statistics
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from benchmarks import data, deploy
-from benchmarks.harness import Throughput, Watch, check_counts
+from benchmarks.harness import Subprocess, Throughput, Watch, check_counts
 from devtools.local import BOOTSTRAP, Worker
 from schemas import topics
 
@@ -54,10 +55,9 @@ async def run(
     try:
         await running.ready(120)
         await deploy.settle([worker])
-        watch = Watch(list(expected), sum(expected.values()), latency=True)
+        watch = Watch(list(expected), sum(expected.values()), latency_warm_up_s=WARM_UP_S)
         await watch.start(first_within=60, idle_within=30)
-        watch.latency_from_ms = time.time() * 1000 + WARM_UP_S * 1000
-        await offer(worker, warm_up + profiles, events_per_s)
+        await offered(run_dir, worker, warm_up + profiles, events_per_s)
         arrivals = await watch.result()
     finally:
         running.stop()
@@ -75,13 +75,27 @@ async def run(
     )
 
 
-async def offer(worker: Worker, profiles: int, events_per_s: float) -> None:
+async def offered(run_dir: Path, worker: Worker, profiles: int, events_per_s: float) -> None:
+    """Offer the load from a process of its own: in this one, the producer and the consumer
+    measuring the latency would share one interpreter lock, and at thousands of events a
+    second each would hold the other's records back."""
+    args = [worker.topic(topics.PROFILE_UPDATES), worker.topic(topics.AUDIENCE_MEMBERSHIPS)]
+    process = Subprocess(
+        "benchmarks.latency", [*args, str(profiles), str(events_per_s)], run_dir / "offer.log"
+    )
+    try:
+        within = 2 * profiles / events_per_s + 120
+        if await asyncio.wait_for(asyncio.to_thread(process.process.wait), within) != 0:
+            process.check_alive()  # raises with the log's tail
+    finally:
+        process.stop()
+
+
+async def offer(updates: str, memberships: str, profiles: int, events_per_s: float) -> None:
     """Two events per profile, paced against the clock (not by sleeping a fixed step)."""
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=0)
     await producer.start()
     try:
-        updates = worker.topic(topics.PROFILE_UPDATES)
-        memberships = worker.topic(topics.AUDIENCE_MEMBERSHIPS)
         for topic in (updates, memberships):
             await producer.partitions_for(topic)  # metadata before the clock starts
         pending = []
@@ -103,3 +117,17 @@ async def offer(worker: Worker, profiles: int, events_per_s: float) -> None:
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Offer the latency run's load.")
+    parser.add_argument("updates")
+    parser.add_argument("memberships")
+    parser.add_argument("profiles", type=int)
+    parser.add_argument("events_per_s", type=float)
+    args = parser.parse_args()
+    asyncio.run(offer(args.updates, args.memberships, args.profiles, args.events_per_s))
+
+
+if __name__ == "__main__":
+    main()

@@ -384,7 +384,8 @@ def _latency_section(lat: LatencyResult) -> list[str]:
     return [
         "## Latency at half load",
         "",
-        f"{_fmt(lat.offered_events_per_s)} events/s offered (half the forwarder's steady-state "
+        f"{_fmt(lat.offered_events_per_s)} events/s offered by a process of its own (half the "
+        "forwarder's steady-state "
         f"rate) for {lat.seconds:.0f} s after a {WARM_UP_S:.0f} s warm-up at the same rate "
         f"({_fmt(lat.outbound)} outbound records in all); latency is an outbound record's "
         "arrival at a consumer minus its input record's produce time (carried in "
