@@ -84,13 +84,6 @@ class Settings(BaseSettings):
         "per broker at a time, so a fetch waiting here holds back the partitions drained "
         "meanwhile (Faust's own 1,500 ms made live records wait up to a second).",
     )
-    consumer_fetch_min_bytes: int = Field(
-        1,
-        ge=1,
-        le=16 * 1024 * 1024,
-        description="How much data a fetch waits for at the broker (at most "
-        "FORWARDER_CONSUMER_FETCH_MAX_WAIT_MS): fewer, larger batches near saturation.",
-    )
     producer_max_request_bytes: int = Field(
         1_048_576, ge=4096, le=104_857_600, description="The producer's max.request.size."
     )

@@ -110,12 +110,10 @@ class OwnedConsumer(aiokafka_driver.Consumer):
         commit_interval_s: float,
         ready: Callable[[], Awaitable[Any]],
         fetch_max_wait_ms: int,
-        fetch_min_bytes: int = 1,
     ) -> None:
         """Process the records of these topics (topic -> handler) here, not in Faust streams;
         no batch starts before ``ready`` returns."""
         self._fetch_max_wait_ms = fetch_max_wait_ms
-        self._fetch_min_bytes = fetch_min_bytes
         self._handlers = dict(handlers)
         self._ready = ready
         self._commit_interval_s = commit_interval_s
@@ -128,11 +126,8 @@ class OwnedConsumer(aiokafka_driver.Consumer):
     async def _drain_messages(self, fetcher: Any) -> None:
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
-        # Faust builds its aiokafka consumer with fetch_max_wait_ms=1500, fetch_min_bytes=1 and
-        # no setting for either.
-        fetcher = self._thread._ensure_consumer()._fetcher
-        fetcher._fetch_max_wait_ms = self._fetch_max_wait_ms
-        fetcher._fetch_min_bytes = self._fetch_min_bytes
+        # Faust builds its aiokafka consumer with fetch_max_wait_ms=1500 and no setting for it.
+        self._thread._ensure_consumer()._fetcher._fetch_max_wait_ms = self._fetch_max_wait_ms
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 records, _ = await self._wait_next_records(1.0)
