@@ -47,11 +47,13 @@ LIFT_LATENCY = (
     "worker's samples at 3,000 events/s, in a separate py-spy run). So its CPU per event "
     "at half load (the latency table) is well above the steady state's, and half the "
     "backlog's maximum nearly saturates a worker that shares 2 cores with the broker, the "
-    "load generator and the consumer measuring it. In smaller runs the p99 was about 50 ms "
-    "at 3,000 events/s, 150 ms at 8,000 and over a second at 9,000: the knee is close to "
-    "half the backlog's rate. What would lift it: writing a batch's changelog while the next "
-    "batch runs (one round trip per batch instead of two, with the commit waiting for both) "
-    "and the consumer-thread hop gone."
+    "load generator and the consumer measuring it. In smaller runs at fixed rates the p99 "
+    "was about 105 ms at 3,000 events/s and 330 ms at 8,000. What would lift it: sending the "
+    "worker's complete record batches without the producer's linger (measured: about 50 and "
+    "150 ms; held back until a record_id no longer depends on which input record triggered "
+    "a send, since a replay after a fatal exit re-sent some adds under other ids), writing a "
+    "batch's changelog while the next batch runs (one round trip per batch instead of two, "
+    "with the commit waiting for both), and the consumer-thread hop gone."
 )
 LIFT_SYNC = (
     "each member costs a state read, a reconcile of the synced connections, a state write "
