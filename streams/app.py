@@ -192,6 +192,7 @@ class Forwarder:
             commit_interval_s=float(self.app.conf.broker_commit_interval),
             ready=self._ready,
             fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+            changelog_writers={self.store.changelog_topic: self.store.apply},
         )
         self.app.task(self._run_config_view)
         self.app.timer(interval=5.0)(self._update_gauges)
