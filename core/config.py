@@ -40,9 +40,15 @@ def parse_connection(key: bytes | None, value: bytes) -> ConnectionConfig:
 
 
 def apply_config(
-    routing: Routing, is_output: bool, key: bytes | None, value: bytes | None, max_bytes: int
+    routing: Routing,
+    is_output: bool,
+    key: bytes | None,
+    value: bytes | None,
+    max_bytes: int,
+    offset: int = 0,
 ) -> Output | None:
-    """Apply one config record to the routing; returns the output it put, if any.
+    """Apply one config record (read at ``offset``) to the routing; returns the output it put,
+    if any.
 
     Raises InvalidRecordError for a record that fails validation (the routing is left unchanged).
     """
@@ -65,7 +71,7 @@ def apply_config(
     if value is None:
         routing.delete_connection(name)
     else:
-        routing.put_connection(parse_connection(key, value))
+        routing.put_connection(parse_connection(key, value), epoch=offset)
     return None
 
 
@@ -110,7 +116,7 @@ class ConfigView:
                 batches = await consumer.getmany(timeout_ms=500)
                 for tp, messages in batches.items():
                     for message in messages:
-                        await self._apply(tp.topic, message.key, message.value)
+                        await self._apply(tp.topic, message.key, message.value, message.offset)
                         self._positions[(tp.topic, tp.partition)] = message.offset + 1
                 if batches:
                     self._advanced.set()
@@ -137,7 +143,7 @@ class ConfigView:
         position: int = await consumer.position(tp)
         return position >= end
 
-    async def _apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    async def _apply(self, topic: str, key: bytes | None, value: bytes | None, offset: int) -> None:
         try:
             output = apply_config(
                 self.routing,
@@ -145,6 +151,7 @@ class ConfigView:
                 key,
                 value,
                 self.settings.max_record_bytes,
+                offset,
             )
         except InvalidRecordError:
             return  # the config agent dead-letters it; one worker reports, all skip

@@ -22,6 +22,9 @@ class Routing:
         self._by_audience: dict[str, dict[str, ConnectionConfig]] = {}
         self._retired_outputs: dict[str, Output] = {}
         self._retired_connections: dict[str, ConnectionConfig] = {}
+        # connection_id -> the offset of its latest config record (0 when not read from Kafka):
+        # part of its record ids, so that a reactivation's adds differ from the first ones.
+        self._epochs: dict[str, int] = {}
 
     def put_output(self, output: Output) -> None:
         self._retired_outputs.pop(output.output_id, None)
@@ -32,7 +35,8 @@ class Routing:
         if previous is not None:
             self._retired_outputs[output_id] = previous
 
-    def put_connection(self, connection: ConnectionConfig) -> None:
+    def put_connection(self, connection: ConnectionConfig, epoch: int = 0) -> None:
+        self._epochs[connection.connection_id] = epoch
         self._unlink(connection.connection_id)
         self._retired_connections.pop(connection.connection_id, None)
         self.connections[connection.connection_id] = connection
@@ -60,6 +64,10 @@ class Routing:
     def find_connection(self, connection_id: str) -> ConnectionConfig | None:
         """The live connection, or the last version of a deleted one."""
         return self.connections.get(connection_id) or self._retired_connections.get(connection_id)
+
+    def epoch(self, connection_id: str) -> int:
+        """The offset of the connection's latest config record, the same on every worker."""
+        return self._epochs.get(connection_id, 0)
 
     def find_output(self, output_id: str) -> Output | None:
         """The live output, or the last version of a deleted one."""

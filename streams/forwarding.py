@@ -265,7 +265,16 @@ def reconcile(
             sent.pop(connection_id, None)  # never configured here: nothing to tell anyone
             _forget_preview(connection_id, preview, decision)
             continue
-        builder = _RecordBuilder(state, connection, output, source, timestamp_ms)
+        held = state["sent"].get(connection_id)
+        builder = _RecordBuilder(
+            state,
+            connection,
+            output,
+            source,
+            timestamp_ms,
+            routing.epoch(connection_id),
+            last_record_id=held.get("record_id") if held else None,
+        )
         if routing.is_live(connection):
             # A preview switched to active starts from nothing: its initial sync sends all.
             _forget_preview(connection_id, preview, decision)
@@ -442,7 +451,15 @@ def erase(
         output = routing.find_output(held["output_id"])
         if connection is None or output is None:
             continue
-        builder = _RecordBuilder(state, connection, output, source, erasure["timestamp_ms"])
+        builder = _RecordBuilder(
+            state,
+            connection,
+            output,
+            source,
+            erasure["timestamp_ms"],
+            routing.epoch(connection_id),
+            last_record_id=held.get("record_id"),
+        )
         builder.emit(decision, "remove", held["identities"], {})
         sent_to.add(output.output_id)
     mpid = state["mpid"]
@@ -463,12 +480,13 @@ def erase(
 
 
 def _changed_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """Attributes whose value changed; one that is gone maps to None."""
-    return {
-        name: after.get(name)
-        for name in before.keys() | after.keys()
-        if before.get(name) != after.get(name)
-    }
+    """Attributes whose value changed; one that is gone maps to None. In a fixed order (after's,
+    then before's): the record's bytes and its record_id are the same on every worker."""
+    changed = {name: value for name, value in after.items() if before.get(name) != value}
+    for name, value in before.items():
+        if value is not None and name not in after:
+            changed[name] = None
+    return changed
 
 
 @dataclass(slots=True)
@@ -478,11 +496,15 @@ class _RecordBuilder:
     output: Output
     source: Source
     timestamp_ms: int
+    # The connection's config epoch (Routing.epoch): part of its record ids.
+    epoch: int
     # Set for a resync's sends only: their record ids include it.
     generation: int = 0
     # A connection in preview: the actions it would have sent, instead of records.
     preview_actions: list[Action] | None = None
     last_action: Action | None = None
+    # The record_id of the connection's latest send for the profile: the next one's chains
+    # on it. Starts as the one the state holds.
     last_record_id: str | None = None
 
     def drop(self, reason: DropReason) -> Drop:
@@ -510,7 +532,15 @@ class _RecordBuilder:
         mpid = state["mpid"]
         membership: MembershipState | None = state["memberships"].get(connection.audience_id)
         self.last_record_id = record_id(
-            source, mpid, connection.connection_id, action, self.generation
+            mpid,
+            connection.connection_id,
+            action,
+            identities,
+            attributes,
+            previous=self.last_record_id,
+            membership_ms=membership["timestamp_ms"] if membership else 0,
+            epoch=self.epoch,
+            generation=self.generation,
         )
         # The field order of schemas.records.OutboundRecord: the same bytes as its JSON.
         value = dumps(
@@ -541,18 +571,32 @@ class _RecordBuilder:
 
 
 def record_id(
-    source: Source, mpid: str, connection_id: str, action: Action, generation: int = 0
+    mpid: str,
+    connection_id: str,
+    action: Action,
+    identities: Identities,
+    attributes: dict[str, Any],
+    *,
+    previous: str | None,
+    membership_ms: int,
+    epoch: int,
+    generation: int = 0,
 ) -> str:
-    """Deterministic from the source coordinates, the profile, the connection and the action,
-    and for a resync's sends its generation.
+    """Deterministic from the profile's state and the connection's config, never from the
+    input record that triggered the send.
 
-    A re-delivery after a crash reprocesses the same source record and so carries the same id,
-    which lets consumers drop the duplicate. Other sends leave the generation out: their ids
-    stay those of earlier releases.
+    A replay after a crash or a rebalance may read the two input topics in another order, so
+    the same add can be triggered by the profile update instead of the membership event: it
+    still gets the same id, which lets consumers drop the duplicate. The parts: the profile,
+    the connection and its config epoch, the action and what it carries, the record_id of the
+    connection's previous send for the profile (so an add after a remove differs from the
+    first add), the audience membership's timestamp (so does an add after an erasure), and a
+    resync's generation.
     """
-    # The profile is part of it: one sync request (one source record) reaches many profiles.
-    parts = [source.topic, str(source.partition), str(source.offset), mpid, connection_id, action]
+    content = dumps([identities, attributes])
+    key = "\x1f".join((mpid, connection_id, str(epoch), action, previous or "", str(membership_ms)))
     if generation:
-        parts.append(f"resync-{generation}")
-    key = "\x1f".join(parts)
-    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+        key += f"\x1fresync-{generation}"
+    digest = hashlib.blake2b(key.encode(), digest_size=16)
+    digest.update(content)
+    return digest.hexdigest()

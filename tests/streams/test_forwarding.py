@@ -30,11 +30,11 @@ from schemas.state import ProfileState, dump_profile, load_profile
 from streams.forwarding import (
     Decision,
     Source,
+    _changed_attributes,
     accepted_identities,
     decide,
     new_profile,
     reconcile,
-    record_id,
 )
 
 I = IdentityType
@@ -316,16 +316,72 @@ def test_stale_membership_event_is_ignored_and_counted() -> None:
     assert "stale_event" in replay.drops
 
 
-def test_record_id_is_deterministic_per_source_profile_connection_and_action() -> None:
-    source = Source(topic="t", partition=1, offset=2)
-    assert record_id(source, "p", "c", "add") == record_id(source, "p", "c", "add")
-    assert record_id(source, "p", "c", "add") != record_id(source, "p", "c", "remove")
-    assert record_id(source, "p", "c", "add") != record_id(source, "q", "c", "add")
-    other = Source(topic="t", partition=1, offset=3)
-    assert record_id(source, "p", "c", "add") != record_id(other, "p", "c", "add")
-    # Ids already delivered stay valid: the same inputs give the id earlier versions gave.
-    pinned = record_id(Source("profile-updates", 3, 41), "mpid-7", "c-1", "add")
-    assert pinned == "d849e82419bef7bc66d8450f89e765fd"
+def test_a_replay_in_another_topic_order_sends_the_add_under_the_same_record_id() -> None:
+    # A worker taking over a batch may read the two input topics in another order: the add is
+    # then triggered by the other record, at another offset, and must keep its id.
+    events = [
+        update("1", identities={"ios_idfa": "I"}, attributes={"ltv": 3}),
+        membership("1", "add"),
+    ]
+    first, replayed = Replay(seed_routing()), Replay(seed_routing())
+    (add,) = first.feed(*events)
+    replayed.offset = 100
+    (again,) = replayed.feed(*reversed(events))
+    assert add.source != again.source
+    assert add.record_id == again.record_id
+    assert add.model_dump(exclude={"record_id", "source", "timestamp_ms"}) == again.model_dump(
+        exclude={"record_id", "source", "timestamp_ms"}
+    )
+
+
+def test_record_ids_differ_for_every_send_that_is_not_a_replay() -> None:
+    replay = Replay(seed_routing())
+    (add,) = replay.feed(update("1", identities={"ios_idfa": "I"}), membership("1", "add"))
+    (remove,) = replay.feed(membership("1", "remove", ts=2))
+    (rejoin,) = replay.feed(membership("1", "add", ts=3))
+    assert (rejoin.action, rejoin.identities) == (add.action, add.identities)
+    # The same content after a remove is a new send: consumers dropping duplicates keep it.
+    assert len({add.record_id, remove.record_id, rejoin.record_id}) == 3
+
+    other = Replay(seed_routing())
+    (other_profile,) = other.feed(update("2", identities={"ios_idfa": "I"}), membership("2", "add"))
+    assert other_profile.record_id not in {add.record_id, rejoin.record_id}
+
+
+def test_an_add_after_an_erasure_differs_from_the_first_add() -> None:
+    routing = seed_routing()
+    replay = Replay(routing)
+    (add,) = replay.feed(update("1", identities={"ios_idfa": "I"}), membership("1", "add"))
+    erasure = parse_profile_record(
+        b'{"type": "profile_erasure", "mpid": "1", "request_id": "r", "timestamp_ms": 2}'
+    )
+    erased = decide(replay.states["1"], erasure, routing, Source("in", 0, 50))
+    (remove,) = contract_records(erased)
+    assert remove.action == "remove" and erased.state is None
+    del replay.states["1"]
+    (again,) = replay.feed(update("1", identities={"ios_idfa": "I"}), membership("1", "add", ts=3))
+    assert again.record_id not in {add.record_id, remove.record_id}
+
+
+def test_a_connection_config_of_a_later_offset_gives_new_record_ids() -> None:
+    # A reactivation starts from nothing held: its adds must not reuse the first adds' ids.
+    events = [update("1", identities={"ios_idfa": "I"}), membership("1", "add")]
+    before, after = Replay(seed_routing()), Replay(seed_routing())
+    after.routing.put_connection(connection("c-a", "partner-a"), epoch=7)
+    (first,) = before.feed(*events)
+    (reactivated,) = after.feed(*events)
+    assert first.record_id != reactivated.record_id
+    assert after.routing.epoch("c-a") == 7
+
+
+def test_attribute_updates_list_changes_in_one_order_whatever_the_hash_seed() -> None:
+    before = {"a": 1, "b": 2, "gone": 3, "was_null": None}
+    after = {"b": 5, "a": 1, "new": 4}
+    assert list(_changed_attributes(before, after).items()) == [
+        ("b", 5),
+        ("new", 4),
+        ("gone", None),
+    ]
 
 
 # Property: whatever the order of events, every partner ends up holding exactly the current
