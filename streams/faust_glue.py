@@ -352,6 +352,10 @@ class RecordBatches:
 
     async def _send(self, tp: tuple[str, int], batch: _OpenBatch) -> None:
         topic, partition = tp
+        # Closed, the batch goes out at once. Open, it would wait out the producer's linger
+        # (5 ms by default, twice per batch: outbound, then changelog) to gain nothing, since
+        # the batch is complete and awaits this acknowledgement before sending anything else.
+        batch.builder.close()
         try:
             sent = await self._producer().send_batch(batch.builder, topic, partition=partition)
         except BaseException as error:
