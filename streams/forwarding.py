@@ -253,42 +253,32 @@ def reconcile(
     for connection_id in previewed:
         if connection_id not in candidates:
             candidates[connection_id] = routing.find_connection(connection_id)
-
-    if only is not None:
-        candidates = {key: value for key, value in candidates.items() if key in only}
     sent = dict(state["sent"])
     preview = dict(previewed)
     decision = Decision(state=state)
+    sends = _Sends(state, routing, source, timestamp_ms, decision)
     for connection_id, connection in candidates.items():
+        if only is not None and connection_id not in only:
+            continue
         output = routing.find_output(connection.output_id) if connection else None
         if connection is None or output is None:
             sent.pop(connection_id, None)  # never configured here: nothing to tell anyone
             _forget_preview(connection_id, preview, decision)
             continue
-        held = state["sent"].get(connection_id)
-        builder = _RecordBuilder(
-            state,
-            connection,
-            output,
-            source,
-            timestamp_ms,
-            routing.epoch(connection_id),
-            last_record_id=held.get("record_id") if held else None,
-        )
         if routing.is_live(connection):
-            # A preview switched to active starts from nothing: its initial sync sends all.
-            _forget_preview(connection_id, preview, decision)
-            _reconcile_connection(builder, sent, decision)
+            if preview:
+                # A preview switched to active starts from nothing: its initial sync sends all.
+                _forget_preview(connection_id, preview, decision)
+            _reconcile_connection(sends, connection, output, sent)
         elif routing.is_previewed(connection):
+            builder = sends.builder(connection, output)
             if connection_id in sent:
-                _disconnect(builder, sent, decision)  # an active connection put in preview
-            _preview_connection(builder, preview, decision)
+                _disconnect(builder, sent)  # an active connection put in preview
+            _preview_connection(builder, preview)
         else:
             _forget_preview(connection_id, preview, decision)
-            _disconnect(builder, sent, decision)
-    sent_changed = not _same_entries(sent, state["sent"])
-    preview_changed = not _same_entries(preview, previewed)
-    if sent_changed or preview_changed:
+            _disconnect(sends.builder(connection, output), sent)
+    if not _same_entries(sent, state["sent"]) or not _same_entries(preview, previewed):
         changed = state.copy()
         changed["sent"] = sent
         if preview:
@@ -299,21 +289,18 @@ def reconcile(
     return decision
 
 
-def _preview_connection(
-    builder: _RecordBuilder, preview: dict[str, SentState], decision: Decision
-) -> None:
+def _preview_connection(builder: _RecordBuilder, preview: dict[str, SentState]) -> None:
     """Evaluate the profile exactly as for an active connection, against what the preview
     would have sent; record the difference instead of sending it."""
-    connection_id = builder.connection.connection_id
-    before = preview.get(connection_id)
-    builder.preview_actions = []
-    _reconcile_connection(builder, preview, decision)
-    after = preview.get(connection_id)
+    connection, output = builder.connection, builder.output
+    before = preview.get(connection.connection_id)
+    actions: list[Action] = []
+    builder.preview_actions = actions
+    _reconcile_connection(builder.sends, connection, output, preview, builder)
+    after = preview.get(connection.connection_id)
     if after is not before:
-        decision.previewed(
-            _preview_change(
-                builder.output.output_id, connection_id, builder.preview_actions, before, after
-            )
+        builder.sends.decision.previewed(
+            _preview_change(output.output_id, connection.connection_id, actions, before, after)
         )
 
 
@@ -350,65 +337,73 @@ def _same_entries(after: dict[str, SentState], before: dict[str, SentState]) -> 
     return True
 
 
-def _disconnect(builder: _RecordBuilder, sent: dict[str, SentState], decision: Decision) -> None:
+def _disconnect(builder: _RecordBuilder, sent: dict[str, SentState]) -> None:
     """A deactivated or deleted connection stops at once; its partner keeps what it holds
     unless the connection says ``on_disconnect: remove``. Either way the record of what was
     sent is dropped, so a reactivation sends every current member as an add."""
     connection = builder.connection
     held = sent.pop(connection.connection_id, None)
     if held is not None and connection.on_disconnect == "remove":
-        builder.emit(decision, "remove", held["identities"], {})
-    if held is None and is_member(builder.state, connection.audience_id):
-        decision.drops.append(builder.drop("inactive"))
+        builder.emit("remove", held["identities"], {})
+    if held is None and is_member(builder.sends.state, connection.audience_id):
+        builder.sends.decision.drops.append(_drop("inactive", connection, builder.output))
 
 
 def _reconcile_connection(
-    builder: _RecordBuilder, sent: dict[str, SentState], decision: Decision
+    sends: _Sends,
+    connection: ConnectionConfig,
+    output: Output,
+    sent: dict[str, SentState],
+    builder: _RecordBuilder | None = None,
 ) -> None:
-    state, connection, output = builder.state, builder.connection, builder.output
+    """Bring one connection's partner (``sent``: what it holds) in line with the profile. Most
+    events change nothing for most connections: the record builder is built only to send."""
+    state, drops = sends.state, sends.decision.drops
     member = is_member(state, connection.audience_id)
-    allowed = consent_allows(state["consent"], connection)
+    allowed = member and consent_allows(state["consent"], connection)
     held = sent.get(connection.connection_id)
-    wanted = accepted_identities(state, output) if member and allowed else {}
+    wanted = accepted_identities(state, output) if allowed else {}
     if member and not allowed:
-        decision.drops.append(builder.drop("consent"))
+        drops.append(_drop("consent", connection, output))
     elif member and not wanted:
-        decision.drops.append(builder.drop("no_accepted_identity"))
+        drops.append(_drop("no_accepted_identity", connection, output))
     if not wanted:
         if held is not None:
-            builder.emit(decision, "remove", held["identities"], {})
+            builder = builder or sends.builder(connection, output)
+            builder.emit("remove", held["identities"], {})
             del sent[connection.connection_id]
         return
     attributes = forwarded_attributes(state, connection, output)
     if connection.forwarded_attributes and not output.supports_attributes:
-        decision.drops.append(builder.drop("attributes_unsupported"))
+        drops.append(_drop("attributes_unsupported", connection, output))
     generation = connection.resync_generation
-    if held is None:
-        builder.emit(decision, "add", wanted, attributes)
-    elif held.get("generation", 0) < generation:
-        # A resync: everything the partner should hold goes again, under record ids of this
-        # generation, so that consumers dropping duplicate ids do not drop these.
-        builder.generation = generation
-        lost = _missing(held["identities"], wanted)
-        if lost:
-            builder.emit(decision, "remove", lost, {})
-        builder.emit(decision, "add", wanted, attributes)
-    else:
+    if held is not None and held.get("generation", 0) >= generation:
         held_identities = held["identities"]
         same = held_identities == wanted
         lost = {} if same else _missing(held_identities, wanted)
         gained = {} if same else _missing(wanted, held_identities)
         same_attributes = held["attributes"] == attributes
+        if not lost and not gained and same_attributes:
+            return  # the partner holds what it should
+        builder = builder or sends.builder(connection, output)
         if lost:
-            builder.emit(decision, "remove", lost, {})
+            builder.emit("remove", lost, {})
         if gained:
-            builder.emit(decision, "add", gained, attributes)
+            builder.emit("add", gained, attributes)
         elif not same_attributes:
             changed = _changed_attributes(held["attributes"], attributes)
             if changed:
-                builder.emit(decision, "attribute_update", wanted, changed)
-        if not lost and not gained and same_attributes:
-            return
+                builder.emit("attribute_update", wanted, changed)
+    else:
+        builder = builder or sends.builder(connection, output)
+        if held is not None:
+            # A resync: everything the partner should hold goes again, under record ids of
+            # this generation, so that consumers dropping duplicate ids do not drop these.
+            builder.generation = generation
+            lost = _missing(held["identities"], wanted)
+            if lost:
+                builder.emit("remove", lost, {})
+        builder.emit("add", wanted, attributes)
     assert builder.last_action is not None, "every path here emitted a record"
     entry: SentState = {
         "output_id": output.output_id,
@@ -416,14 +411,18 @@ def _reconcile_connection(
         "identities": wanted,
         "attributes": attributes,
         "action": builder.last_action,
-        "timestamp_ms": builder.timestamp_ms,
-        "since_ms": held.get("since_ms", builder.timestamp_ms) if held else builder.timestamp_ms,
+        "timestamp_ms": sends.timestamp_ms,
+        "since_ms": held.get("since_ms", sends.timestamp_ms) if held else sends.timestamp_ms,
     }
     if builder.last_record_id is not None:
         entry["record_id"] = builder.last_record_id
     if generation:
         entry["generation"] = generation
     sent[connection.connection_id] = entry
+
+
+def _drop(reason: DropReason, connection: ConnectionConfig, output: Output) -> Drop:
+    return Drop(reason, output.output_id, connection.connection_id)
 
 
 def _missing(identities: Identities, from_: Identities) -> Identities:
@@ -445,22 +444,14 @@ def erase(
     One status per output: "sent" where a remove went out, "skipped" where nothing was held.
     """
     decision = Decision(state=None)
+    sends = _Sends(state, routing, source, erasure["timestamp_ms"], decision)
     sent_to: set[str] = set()
     for connection_id, held in state["sent"].items():
         connection = routing.find_connection(connection_id)
         output = routing.find_output(held["output_id"])
         if connection is None or output is None:
             continue
-        builder = _RecordBuilder(
-            state,
-            connection,
-            output,
-            source,
-            erasure["timestamp_ms"],
-            routing.epoch(connection_id),
-            last_record_id=held.get("record_id"),
-        )
-        builder.emit(decision, "remove", held["identities"], {})
+        sends.builder(connection, output).emit("remove", held["identities"], {})
         sent_to.add(output.output_id)
     mpid = state["mpid"]
     for output_id in sorted(sent_to | routing.outputs.keys()):
@@ -490,12 +481,32 @@ def _changed_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[s
 
 
 @dataclass(slots=True)
-class _RecordBuilder:
+class _Sends:
+    """What the records of one reconcile (or erasure) share, and where they go."""
+
     state: ProfileState
-    connection: ConnectionConfig
-    output: Output
+    routing: Routing
     source: Source
     timestamp_ms: int
+    decision: Decision
+
+    def builder(self, connection: ConnectionConfig, output: Output) -> _RecordBuilder:
+        connection_id = connection.connection_id
+        held = self.state["sent"].get(connection_id)
+        return _RecordBuilder(
+            self,
+            connection,
+            output,
+            self.routing.epoch(connection_id),
+            last_record_id=held.get("record_id") if held else None,
+        )
+
+
+@dataclass(slots=True)
+class _RecordBuilder:
+    sends: _Sends
+    connection: ConnectionConfig
+    output: Output
     # The connection's config epoch (Routing.epoch): part of its record ids.
     epoch: int
     # Set for a resync's sends only: their record ids include it.
@@ -507,28 +518,20 @@ class _RecordBuilder:
     # on it. Starts as the one the state holds.
     last_record_id: str | None = None
 
-    def drop(self, reason: DropReason) -> Drop:
-        return Drop(reason, self.output.output_id, self.connection.connection_id)
-
-    def emit(
-        self,
-        decision: Decision,
-        action: Action,
-        identities: Identities,
-        attributes: dict[str, Any],
-    ) -> None:
+    def emit(self, action: Action, identities: Identities, attributes: dict[str, Any]) -> None:
         """Send a record, or, in preview, note the action that would have been sent."""
         self.last_action = action
         if self.preview_actions is not None:
             self.preview_actions.append(action)
             self.last_record_id = None  # nothing was sent
         else:
-            decision.records.append(self.record(action, identities, attributes))
+            self.sends.decision.records.append(self.record(action, identities, attributes))
 
     def record(
         self, action: Action, identities: Identities, attributes: dict[str, Any]
     ) -> Outbound:
-        state, connection, output, source = self.state, self.connection, self.output, self.source
+        sends, connection, output = self.sends, self.connection, self.output
+        state, source = sends.state, sends.source
         mpid = state["mpid"]
         membership: MembershipState | None = state["memberships"].get(connection.audience_id)
         self.last_record_id = record_id(
@@ -559,7 +562,7 @@ class _RecordBuilder:
                     for value in values
                 ],
                 "attributes": attributes,
-                "timestamp_ms": self.timestamp_ms,
+                "timestamp_ms": sends.timestamp_ms,
                 "source": {
                     "topic": source.topic,
                     "partition": source.partition,
