@@ -193,6 +193,7 @@ class Forwarder:
             ready=self._ready,
             fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
             changelog_writers={self.store.changelog_topic: self.store.apply},
+            settle=self._settle,
         )
         self.app.task(self._run_config_view)
         self.app.timer(interval=5.0)(self._update_gauges)
@@ -346,14 +347,25 @@ class Forwarder:
             try:
                 await work(records)
             except Exception as error:
-                log.exception("processing failed; the batch is left uncommitted")
-                if isinstance(error, AckTimeoutError):
-                    log.error("the producer holds: %s", describe_producer(self.app))
-                self.health.crashed(error)
-                self._exit_leaving_group(f"processing failed: {type(error).__name__}")
+                self._fail(error)
             self.health.batch_done(records)
 
         return handle
+
+    async def _settle(self) -> None:
+        """The processor's state writes in flight, before a commit: a failure is fatal as a
+        batch's is, with nothing committed."""
+        try:
+            await self.processor.settle()
+        except Exception as error:
+            self._fail(error)
+
+    def _fail(self, error: Exception) -> None:
+        log.error("processing failed; the batch is left uncommitted", exc_info=error)
+        if isinstance(error, AckTimeoutError):
+            log.error("the producer holds: %s", describe_producer(self.app))
+        self.health.crashed(error)
+        self._exit_leaving_group(f"processing failed: {type(error).__name__}")
 
     async def drain(self) -> None:
         """Start no new batch, finish the one in flight and commit it (SIGTERM's first step)."""

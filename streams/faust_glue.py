@@ -94,9 +94,12 @@ class OwnedConsumer(aiokafka_driver.Consumer):
 
     - a batch fetched while the flow is stopped (a rebalance started) is discarded; the
       rebalance's seek to the committed offsets reads it again;
-    - a revoke first waits for the batch in flight (bounded by the processor's acknowledgement
-      timeout), commits what finished, and only then lets Faust revoke, so the new owner's
-      recovery includes every changelog write of the old owner;
+    - a revoke first waits for the batch in flight and its state writes (``settle``, bounded
+      by the processor's acknowledgement timeout), commits what finished, and only then lets
+      Faust revoke, so the new owner's recovery includes every changelog write of the old
+      owner;
+    - a commit first waits for the state writes in flight (``settle``): an offset is committed
+      only once its batch's state is durable;
     - a batch that fails or is cancelled is never committed.
 
     A table recovery's changelog batches are applied in bulk (``_recover_in_bulk``); standbys
@@ -114,10 +117,13 @@ class OwnedConsumer(aiokafka_driver.Consumer):
         ready: Callable[[], Awaitable[Any]],
         fetch_max_wait_ms: int,
         changelog_writers: Mapping[str, ChangelogWriter],
+        settle: Callable[[], Awaitable[None]],
     ) -> None:
         """Process the records of these topics (topic -> handler) here, not in Faust streams;
-        no batch starts before ``ready`` returns. A recovery of these changelog topics
+        no batch starts before ``ready`` returns, and no offset is committed before ``settle``
+        (the handlers' state writes in flight) returns. A recovery of these changelog topics
         (topic -> writer) goes through their writers in bulk."""
+        self._settle = settle
         self._fetch_max_wait_ms = fetch_max_wait_ms
         self._handlers = dict(handlers)
         self._changelog_writers = dict(changelog_writers)
@@ -224,6 +230,7 @@ class OwnedConsumer(aiokafka_driver.Consumer):
     async def commit_done(self) -> None:
         """Commit the offsets of finished batches, for the partitions still owned."""
         self._last_commit = time.monotonic()
+        await self._settle()
         assigned = self.assignment()
         offsets = self._book.take(lambda tp: TP(*tp) in assigned)
         if offsets and not await self._commit({TP(*tp): offset for tp, offset in offsets.items()}):
@@ -454,14 +461,22 @@ class TableStore:
     def __len__(self) -> int:
         return len(self._table.data.data) if not self._rocksdb else 0
 
-    async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> None:
-        if not changes:
-            return
+    async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> Awaitable[None]:
         topic = self.changelog_topic
         placed = [
             await self._batches.add(topic, key, value, partition) for key, value in changes.items()
         ]
         await self._batches.flush()
+        return self._apply_acknowledged(partition, changes, placed)
+
+    async def _apply_acknowledged(
+        self,
+        partition: int,
+        changes: Mapping[bytes, bytes | None],
+        placed: list[tuple[asyncio.Future[Any], int]],
+    ) -> None:
+        if not placed:
+            return
         await asyncio.gather(*dict.fromkeys(future for future, _ in placed))
         last_offset = max(future.result().offset + index for future, index in placed)
         self.apply(partition, changes, last_offset)

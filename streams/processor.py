@@ -7,6 +7,13 @@ owns. The changelog therefore never records a send that did not happen, and a re
 batch did not finish is never committed: after a crash or a rebalance the batch is read again
 and its records go out again, with the same record ids (at least once, never lost).
 
+The state writes are pipelined: a batch's changelog records are produced at its end, and the
+next batch runs while Kafka acknowledges them (reading the states they carry from
+``_unapplied``), which saves a round trip per batch. Their acknowledgement is awaited by
+``settle``: before the next changelog write (so the store applies them in order), before a
+sync's scan, and by the consumer before any offset commit (so an offset is committed only
+once the batch's state is durable) and before a revoke.
+
 Sync requests (after a config change) are served in the same stream, in order with the input
 records of their partition, so a sync and a live event never race for one profile.
 
@@ -88,8 +95,9 @@ class StateStore(Protocol):
     def owns(self, partition: int) -> bool:
         """Whether this worker still owns the partition: state is written only then."""
 
-    async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> None:
-        """Make the changes durable (changelog acknowledged) and visible; None deletes."""
+    async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> Awaitable[None]:
+        """Produce the changes' changelog records now (None deletes); the returned awaitable
+        completes once Kafka acknowledged them and the store holds them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +201,10 @@ class InputProcessor:
         self.partner_counts = partner_counts or PartnerCounts()
         # output_id -> its forward topic, created on the first record
         self._outbound_topics: dict[str, str] = {}
+        # The state writes in flight (at most one unit's) and, until the store holds them, the
+        # states they carry (state key -> serialized state, None deleted).
+        self._writing: asyncio.Future[None] | None = None
+        self._unapplied: dict[bytes, bytes | None] = {}
 
     async def process(self, records: Sequence[InputRecord]) -> None:
         """Handle one batch; returns once every effect is durable. Raises (and the batch must
@@ -238,7 +250,8 @@ class InputProcessor:
         if key in unit.states:
             state = unit.states[key] or new_profile(mpid)
         else:
-            stored = self.store.get(record.partition, key)
+            unapplied = self._unapplied
+            stored = unapplied[key] if key in unapplied else self.store.get(record.partition, key)
             state = load_profile(stored) if stored else new_profile(mpid)
         decision = decide(state, parsed, self.routing, record.source)
         try:
@@ -287,6 +300,7 @@ class InputProcessor:
             connections.update((c.connection_id, c) for c in found)
         if not connections:
             return
+        await self.settle()  # the scan reads the store: every earlier write is in it
         # Cheap byte test before decoding: only profiles naming the audience or the connection.
         needles = {orjson.dumps(c.audience_id) for c in connections.values()} | {
             orjson.dumps(c.connection_id) for c in connections.values()
@@ -323,6 +337,7 @@ class InputProcessor:
             await self._flush(unit)
             for connection_id in connections:
                 metrics.SYNC_PROFILES_DONE.labels(connection_id).inc(len(chunk))
+        await self.settle()
         self._resyncs_done(partition, connections.values())
         log.log(
             logging.INFO if keys else logging.DEBUG,
@@ -366,13 +381,16 @@ class InputProcessor:
             ) from None
 
     async def _flush(self, unit: _Unit) -> None:
+        """Wait for the unit's sends, then produce its state writes and leave them in flight."""
         # Acknowledged by Kafka before any state says they were sent.
         await self.wait_acknowledged(unit.pending)
         acknowledged = time.time()
         unit.metrics.flush()
         for timestamp in unit.sources_sent:
             metrics.LATENCY.observe(max(0.0, acknowledged - timestamp))
-        writes = []
+        await self.settle()  # the store applies the writes in order
+        writes: list[Awaitable[None]] = []
+        unapplied: dict[bytes, bytes | None] = {}
         for partition, touched in unit.touched.items():
             if not self.store.owns(partition):
                 # Revoked while the batch ran: the new owner reads these records again.
@@ -380,21 +398,33 @@ class InputProcessor:
                     "partition %d revoked during a batch: state left to its new owner", partition
                 )
                 continue
-            writes.append(self._write(partition, touched, unit.held.get(partition)))
-        # Every partition's changelog records in flight at once: one acknowledgement round
-        # trip per batch, not one per partition.
+            written = await self.store.write(partition, touched)
+            writes.append(self._applied(partition, written, unit.held.get(partition)))
+            unapplied.update(touched)
         if writes:
-            await self._within_ack_timeout(
-                asyncio.gather(*writes), f"the state writes of {len(writes)} partitions"
-            )
+            self._unapplied = unapplied
+            # Every partition's changelog records in flight at once: one acknowledgement
+            # round trip per unit, awaited by the next settle.
+            self._writing = asyncio.ensure_future(self._all_applied(writes))
 
-    async def _write(
-        self, partition: int, touched: dict[bytes, bytes | None], held: Held | None
-    ) -> None:
-        await self.store.write(partition, touched)
+    async def _all_applied(self, writes: list[Awaitable[None]]) -> None:
+        await self._within_ack_timeout(
+            asyncio.gather(*writes), f"the state writes of {len(writes)} partitions"
+        )
+        self._unapplied = {}  # the store holds them all now
+
+    async def _applied(self, partition: int, written: Awaitable[None], held: Held | None) -> None:
+        await written
         # In the same step as the store write: a count read in between would see it twice.
         if held:
             self.partner_counts.apply(partition, held)
+
+    async def settle(self) -> None:
+        """Wait until the state writes in flight are acknowledged and in the store; raises
+        (the batches since the last commit must then not be committed) when they failed."""
+        if self._writing is not None:
+            # Shielded: a waiter cancelled (a stop) must not cancel the write itself.
+            await asyncio.shield(self._writing)
 
     async def _send(self, unit: _Unit, decision: Decision) -> None:
         for record in decision.records:

@@ -59,6 +59,8 @@ class Store:
         self.data: dict[int, dict[bytes, bytes]] = {}
         self.owned: set[int] = set(range(8))
         self.writes = 0
+        self.acknowledge = asyncio.Event()
+        self.acknowledge.set()
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self.data.get(partition, {}).get(key)
@@ -72,8 +74,14 @@ class Store:
     def owns(self, partition: int) -> bool:
         return partition in self.owned
 
-    async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> None:
+    async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> Awaitable[None]:
         self.writes += 1
+        return self._acknowledged(partition, dict(changes))
+
+    async def _acknowledged(self, partition: int, changes: dict[bytes, bytes | None]) -> None:
+        """Applies the changes once the changelog is acknowledged: when ``acknowledge`` is set
+        (at once unless a test clears it)."""
+        await self.acknowledge.wait()
         held = self.data.setdefault(partition, {})
         for key, value in changes.items():
             if value is None:
@@ -113,6 +121,12 @@ def make(
     return processor, producer, store
 
 
+async def processed(processor: InputProcessor, records: list[InputRecord]) -> None:
+    """One batch, with its state writes acknowledged and stored (what a commit waits for)."""
+    await processor.process(records)
+    await processor.settle()
+
+
 offsets = iter(range(10**9))
 
 
@@ -134,7 +148,7 @@ def member(mpid: str, ts: int = 2) -> InputRecord:
 
 async def test_a_member_is_forwarded_and_its_state_stored() -> None:
     processor, producer, store = make()
-    await processor.process([profile("m1", ios_idfa="A", email="a@x.io"), member("m1")])
+    await processed(processor, [profile("m1", ios_idfa="A", email="a@x.io"), member("m1")])
     ads, mail = producer.on("forward-ads"), producer.on("forward-mail")
     assert [[(i["type"], i["value"]) for i in r["identities"]] for r in ads] == [
         [("ios_idfa", "A")]
@@ -156,7 +170,42 @@ async def test_nothing_is_stored_before_kafka_acknowledged_the_sends() -> None:
     for future in producer.futures:
         future.set_result(None)
     await batch
+    await processor.settle()
     assert store.state(0, "m1") is not None
+
+
+async def test_the_next_batch_reads_the_states_whose_writes_are_still_in_flight() -> None:
+    processor, producer, store = make()
+    store.acknowledge.clear()
+    await processor.process([profile("m1", ios_idfa="A", email="a@x.io"), member("m1")])
+    assert store.state(0, "m1") is None  # its changelog is not acknowledged yet
+    changed = {"type": "profile_update", "mpid": "m1", "timestamp_ms": 3}
+    second = asyncio.create_task(
+        processor.process([record(PROFILES, "m1", {**changed, "identities": {"email": "b@x.io"}})])
+    )
+    await asyncio.sleep(0.05)
+    # Decided from the first batch's state: a remove of what it sent, then an add.
+    assert [(r["action"], r["identities"][0]["value"]) for r in producer.on("forward-mail")] == [
+        ("add", "a@x.io"),
+        ("remove", "a@x.io"),
+        ("add", "b@x.io"),
+    ]
+    assert not second.done()  # its own state write waits for the first one's, in order
+    store.acknowledge.set()
+    await second
+    await processor.settle()
+    state = store.state(0, "m1")
+    assert state is not None and state["identities"]["email"] == ["b@x.io"]
+
+
+async def test_state_writes_that_are_never_acknowledged_fail_the_settle() -> None:
+    limits = Limits(max_record_bytes=65_536, max_identity_values=5, ack_timeout_s=0.1)
+    processor, _, store = make(limits=limits)
+    store.acknowledge.clear()
+    await processor.process([profile("m1", ios_idfa="A"), member("m1")])
+    with pytest.raises(AckTimeoutError):
+        await processor.settle()
+    assert store.state(0, "m1") is None
 
 
 async def test_an_acknowledgement_that_never_comes_fails_the_batch_without_storing() -> None:
@@ -171,7 +220,9 @@ async def test_an_acknowledgement_that_never_comes_fails_the_batch_without_stori
 async def test_state_of_a_partition_revoked_during_the_batch_is_not_written() -> None:
     processor, _, store = make()
     store.owned = {1}
-    await processor.process([profile("m1", ios_idfa="A"), member("m1"), profile("m2", partition=1)])
+    await processed(
+        processor, [profile("m1", ios_idfa="A"), member("m1"), profile("m2", partition=1)]
+    )
     assert store.state(0, "m1") is None  # the new owner reads the batch again
     assert store.state(1, "m2") is not None
 
@@ -181,7 +232,7 @@ async def test_an_oversized_record_is_dead_lettered_whole_within_the_limit() -> 
     processor, producer, _ = make(limits=limits)
     huge = b'{"type": "profile_update", "mpid": "m1", "x": "' + b"\xff" * 1_000_000 + b'"}'
     batch = [record(PROFILES, "m1", huge), profile("m2", ios_idfa="B"), member("m2")]
-    await processor.process(batch)
+    await processed(processor, batch)
     [letter] = producer.on(DEAD)
     assert letter["error"]["kind"] == "too_large"
     assert letter["value_truncated"] is True
@@ -193,7 +244,7 @@ async def test_an_oversized_record_is_dead_lettered_whole_within_the_limit() -> 
 
 async def test_too_many_identity_values_are_dead_lettered() -> None:
     processor, producer, store = make()
-    await processor.process([profile("m1", email=[f"{n}@x.io" for n in range(6)])])
+    await processed(processor, [profile("m1", email=[f"{n}@x.io" for n in range(6)])])
     [letter] = producer.on(DEAD)
     assert letter["error"]["kind"] == "too_large"
     assert "identities.email" in letter["error"]["message"]
@@ -205,8 +256,8 @@ async def test_a_state_that_would_outgrow_the_limit_is_refused_and_kept() -> Non
     big = "v" * 40_000
     first = {"type": "profile_update", "mpid": "m1", "timestamp_ms": 1, "attributes": {"a": big}}
     second = {"type": "profile_update", "mpid": "m1", "timestamp_ms": 2, "attributes": {"b": big}}
-    await processor.process([record(PROFILES, "m1", first)])
-    await processor.process([record(PROFILES, "m1", second)])
+    await processed(processor, [record(PROFILES, "m1", first)])
+    await processed(processor, [record(PROFILES, "m1", second)])
     [letter] = producer.on(DEAD)
     assert letter["error"]["kind"] == "too_large"
     state = store.state(0, "m1")
@@ -215,14 +266,15 @@ async def test_a_state_that_would_outgrow_the_limit_is_refused_and_kept() -> Non
 
 async def test_bad_records_become_dead_letters_and_processing_continues() -> None:
     processor, producer, _ = make()
-    await processor.process(
+    await processed(
+        processor,
         [
             record(PROFILES, "m1", b"{not json"),
             record(MEMBERSHIPS, "other", orjson.loads(member("m1").value or b"")),
             record(PROFILES, "m1", None),
             profile("m2", ios_idfa="B"),
             member("m2"),
-        ]
+        ],
     )
     kinds = [letter["error"]["kind"] for letter in producer.on(DEAD)]
     assert kinds == ["invalid_json", "key_mismatch", "missing_value"]
@@ -231,9 +283,9 @@ async def test_bad_records_become_dead_letters_and_processing_continues() -> Non
 
 async def test_an_erasure_deletes_the_state_and_reports_per_output() -> None:
     processor, producer, store = make()
-    await processor.process([profile("m1", ios_idfa="A"), member("m1")])
+    await processed(processor, [profile("m1", ios_idfa="A"), member("m1")])
     erasure = {"type": "profile_erasure", "mpid": "m1", "timestamp_ms": 3, "request_id": "r1"}
-    await processor.process([record(PROFILES, "m1", erasure)])
+    await processed(processor, [record(PROFILES, "m1", erasure)])
     assert store.state(0, "m1") is None
     assert {status["output_id"] for status in producer.on(ERASURE)} == {"ads", "mail"}
 
@@ -243,13 +295,13 @@ async def test_a_sync_reconciles_every_member_in_chunks(monkeypatch: pytest.Monk
     routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
     processor, producer, store = make(routing)
     members = [f"m{n}" for n in range(10)]
-    await processor.process([r for m in members for r in (profile(m, ios_idfa=m), member(m))])
+    await processed(processor, [r for m in members for r in (profile(m, ios_idfa=m), member(m))])
     routing.put_output(resolve_output(output("push", ["ios_idfa"])))
     routing.put_connection(connection("c-push", "push"))
     writes_before = store.writes
     config = {"topic": "forwarder-connections", "partition": 0, "offset": 0}
     request = {"kind": "connection", "id": "c-push", "config": config}
-    await processor.process([record(SYNC, "c-push", request)])
+    await processed(processor, [record(SYNC, "c-push", request)])
     assert sorted(r["mpid"] for r in producer.on("forward-push")) == sorted(members)
     assert store.writes - writes_before == 4  # 10 members in chunks of 3
     assert all("c-push" in (store.state(0, m) or {})["sent"] for m in members)
@@ -258,7 +310,9 @@ async def test_a_sync_reconciles_every_member_in_chunks(monkeypatch: pytest.Monk
 async def test_one_scan_serves_the_sync_requests_of_a_partition_in_a_batch() -> None:
     routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
     processor, producer, store = make(routing)
-    await processor.process([r for m in ("m1", "m2") for r in (profile(m, ios_idfa=m), member(m))])
+    await processed(
+        processor, [r for m in ("m1", "m2") for r in (profile(m, ios_idfa=m), member(m))]
+    )
     for name in ("push", "tv"):
         routing.put_output(resolve_output(output(name, ["ios_idfa"])))
         routing.put_connection(connection(f"c-{name}", name))
@@ -270,7 +324,7 @@ async def test_one_scan_serves_the_sync_requests_of_a_partition_in_a_batch() -> 
         record(SYNC, f"c-{name}", {"kind": "connection", "id": f"c-{name}", "config": config})
         for name in ("push", "tv")
     ]
-    await processor.process([requests[0], profile("m9", partition=1), requests[1]])
+    await processed(processor, [requests[0], profile("m9", partition=1), requests[1]])
     assert scans == [0]
     assert sorted(r["mpid"] for r in producer.on("forward-push")) == ["m1", "m2"]
     assert sorted(r["mpid"] for r in producer.on("forward-tv")) == ["m1", "m2"]
@@ -286,26 +340,28 @@ async def test_the_partner_counts_kept_by_the_batches_match_a_fresh_count_of_the
     counts = processor.partner_counts
     counts.establish(0, reads.count_held(0))
     members = [f"m{n}" for n in range(6)]
-    await processor.process(
-        [r for m in members for r in (profile(m, ios_idfa=m, email=f"{m}@x.io"), member(m))]
+    await processed(
+        processor,
+        [r for m in members for r in (profile(m, ios_idfa=m, email=f"{m}@x.io"), member(m))],
     )
     assert counts.snapshot() == {("ads", "c-ads", "0"): 6, ("mail", "c-mail", "0"): 6}
     # A lost identity, an erasure and a left audience take profiles away; a sync adds some.
     erasure = {"type": "profile_erasure", "mpid": "m1", "timestamp_ms": 3, "request_id": "r1"}
     left = {"mpid": "m2", "audience_id": "aud-42", "action": "remove", "timestamp_ms": 4}
     lost_email = {"type": "profile_update", "timestamp_ms": 5, "identities": {"email": None}}
-    await processor.process(
+    await processed(
+        processor,
         [
             record(PROFILES, "m0", {**lost_email, "mpid": "m0"}),
             record(PROFILES, "m1", erasure),
             record(MEMBERSHIPS, "m2", left),
-        ]
+        ],
     )
     routing.put_output(resolve_output(output("push", ["ios_idfa"])))
     routing.put_connection(connection("c-push", "push"))
     config = {"topic": "forwarder-connections", "partition": 0, "offset": 0}
     request = {"kind": "connection", "id": "c-push", "config": config}
-    await processor.process([record(SYNC, "c-push", request)])
+    await processed(processor, [record(SYNC, "c-push", request)])
     fresh = {
         (output_id, connection_id, "0"): count
         for (output_id, connection_id), count in reads.count_held(0).items()
