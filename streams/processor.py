@@ -27,7 +27,7 @@ import asyncio
 import logging
 import re
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -128,7 +128,9 @@ class _Unit:
     """One unit of work: the states it touched (per partition) and the sends it waits for."""
 
     # partition -> key -> the serialized state to write (None deletes).
-    touched: dict[int, dict[bytes, bytes | None]] = field(default_factory=dict)
+    touched: defaultdict[int, dict[bytes, bytes | None]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
     # A live batch's new states by key (keys name their partition), for a later event of the
     # same profile in it. A sync keeps only the bytes: thousands of states held per chunk
     # made the garbage collector scan them again and again.
@@ -138,7 +140,7 @@ class _Unit:
     sources_sent: list[float] = field(default_factory=list)
     metrics: BatchMetrics = field(default_factory=BatchMetrics)
     # partition -> what the batch's states change in the profiles each partner holds
-    held: dict[int, Held] = field(default_factory=dict)
+    held: defaultdict[int, Held] = field(default_factory=lambda: defaultdict(Counter))
 
 
 def state_key(partition: int, mpid: str) -> bytes:
@@ -263,9 +265,9 @@ class InputProcessor:
         await self._send(unit, decision)
         if decision.records:
             unit.sources_sent.append(record.timestamp_s)
-        unit.touched.setdefault(record.partition, {})[key] = encoded
+        unit.touched[record.partition][key] = encoded
         unit.states[key] = decision.state
-        held_change(state, decision.state, unit.held.setdefault(record.partition, Counter()))
+        held_change(state, decision.state, unit.held[record.partition])
 
     def _encode(self, decision: Decision) -> bytes | None:
         """The new state, serialized; too_large when it or a record would not fit."""
@@ -332,8 +334,8 @@ class InputProcessor:
                     continue
                 await self._send(unit, decision)
                 sent += len(decision.records)
-                unit.touched.setdefault(partition, {})[key] = encoded
-                held_change(state, decision.state, unit.held.setdefault(partition, Counter()))
+                unit.touched[partition][key] = encoded
+                held_change(state, decision.state, unit.held[partition])
             await self._flush(unit)
             for connection_id in connections:
                 metrics.SYNC_PROFILES_DONE.labels(connection_id).inc(len(chunk))
@@ -422,9 +424,14 @@ class InputProcessor:
     async def settle(self) -> None:
         """Wait until the state writes in flight are acknowledged and in the store; raises
         (the batches since the last commit must then not be committed) when they failed."""
-        if self._writing is not None:
+        writing = self._writing
+        if writing is None:
+            return
+        if writing.done():
+            writing.result()  # raises what the write raised
+        else:
             # Shielded: a waiter cancelled (a stop) must not cancel the write itself.
-            await asyncio.shield(self._writing)
+            await asyncio.shield(writing)
 
     async def _send(self, unit: _Unit, decision: Decision) -> None:
         for record in decision.records:
