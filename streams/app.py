@@ -288,6 +288,10 @@ class Forwarder:
         acknowledged, _index = await self.batches.add(topic, key, value, partition)
         return acknowledged
 
+    def send_nowait(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any] | None:
+        placed = self.batches.append(topic, key, value)
+        return placed[0] if placed is not None else None
+
     async def flush(self) -> None:
         await self.batches.flush()
 

@@ -315,31 +315,18 @@ class RecordBatches:
         # topic -> its partition count, until the flush (aiokafka builds a set per question)
         self._partition_counts: dict[str, int] = {}
 
-    async def add(
+    def append(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
-    ) -> tuple[asyncio.Future[Any], int]:
-        """Queue one record; returns the future of its batch's acknowledgement, which
-        completes after ``flush``, and the record's index in that batch (its offset is the
-        batch's base offset plus the index)."""
+    ) -> tuple[asyncio.Future[Any], int] | None:
+        """Queue one record at once, without a coroutine (the hot path): returns the future of
+        its batch's acknowledgement, which completes after ``flush``, and the record's index in
+        that batch (its offset is the batch's base offset plus the index). None when something
+        must be waited for (``add`` does): the topic's metadata, or the send of a full batch."""
         producer = self._producer()
         if partition is None:
-            count = self._partition_counts.get(topic)
-            if count is None:
-                partitions = producer._metadata.partitions_for_topic(topic)
-                if partitions is None:
-                    await producer.client._wait_on_metadata(topic)
-                    partitions = producer._metadata.partitions_for_topic(topic)
-                count = self._partition_counts[topic] = len(partitions)
-            if key is None:
-                partition = producer._partition(topic, None, key, value, key, value)
-            else:
-                # Kafka's default partitioner: the key's murmur2 hash, made positive, modulo
-                # the partition count (aiokafka's own call first copies the topic's partition
-                # sets into lists, per record).
-                memo = (key, count)
-                partition = self._partitions.get(memo)
-                if partition is None:
-                    partition = self._partitions[memo] = (murmur2(key) & 0x7FFFFFFF) % count
+            partition = self._partition_of(producer, topic, key, value)
+            if partition is None:
+                return None
         tp = (topic, partition)
         batch = self._open.get(tp)
         if batch is None:
@@ -347,15 +334,52 @@ class RecordBatches:
                 producer.create_batch(), asyncio.get_running_loop().create_future()
             )
         if batch.builder.append(timestamp=None, key=key, value=value) is None:
-            if batch.count == 0:
-                # Larger than a batch: aiokafka's own send sizes a batch for it.
-                del self._open[tp]
-                alone = await producer.send(topic, value, key=key, partition=partition)
-                return alone, 0
-            await self._send(tp, self._open.pop(tp))
-            return await self.add(topic, key, value, partition)
+            return None  # the batch is full, and closed by aiokafka
         batch.count += 1
         return batch.acknowledged, batch.count - 1
+
+    async def add(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> tuple[asyncio.Future[Any], int]:
+        """``append``, waiting for what it cannot."""
+        placed = self.append(topic, key, value, partition)
+        if placed is not None:
+            return placed
+        producer = self._producer()
+        if partition is None:
+            partition = self._partition_of(producer, topic, key, value)
+            if partition is None:
+                await producer.client._wait_on_metadata(topic)
+                return await self.add(topic, key, value)
+        # The partition's open batch is full (an empty one takes any record): it goes now, and
+        # the record starts the next one.
+        tp = (topic, partition)
+        await self._send(tp, self._open.pop(tp))
+        placed = self.append(topic, key, value, partition)
+        assert placed is not None, "an empty batch takes any record"
+        return placed
+
+    def _partition_of(
+        self, producer: Any, topic: str, key: bytes | None, value: bytes | None
+    ) -> int | None:
+        """Where a record without a partition goes (None: the topic's metadata is unknown)."""
+        count = self._partition_counts.get(topic)
+        if count is None:
+            partitions = producer._metadata.partitions_for_topic(topic)
+            if partitions is None:
+                return None
+            count = self._partition_counts[topic] = len(partitions)
+        if key is None:
+            partition: int = producer._partition(topic, None, key, value, key, value)
+            return partition
+        # Kafka's default partitioner: the key's murmur2 hash, made positive, modulo the
+        # partition count (aiokafka's own call first copies the topic's partition sets into
+        # lists, per record).
+        memo = (key, count)
+        found = self._partitions.get(memo)
+        if found is None:
+            found = self._partitions[memo] = (murmur2(key) & 0x7FFFFFFF) % count
+        return found
 
     async def flush(self) -> None:
         """Hand every open batch to the producer (their futures complete on the acks)."""
@@ -471,8 +495,11 @@ class TableStore:
 
     async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> Awaitable[None]:
         topic = self.changelog_topic
+        batches = self._batches
         placed = [
-            await self._batches.add(topic, key, value, partition) for key, value in changes.items()
+            batches.append(topic, key, value, partition)
+            or await batches.add(topic, key, value, partition)
+            for key, value in changes.items()
         ]
         await self._batches.flush()
         return self._apply_acknowledged(partition, changes, placed)

@@ -77,6 +77,10 @@ class Producer(Protocol):
         """Queue one record; returns the future of Kafka's acknowledgement, which may come
         only after ``flush``."""
 
+    def send_nowait(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any] | None:
+        """As ``send`` when nothing needs waiting for, without a coroutine per record; None
+        when something does (then ``send``)."""
+
     async def flush(self) -> None:
         """Send every queued record."""
 
@@ -440,7 +444,11 @@ class InputProcessor:
                 topic = self._outbound_topics[record.output_id] = await self.topics.outbound(
                     record.output_id
                 )
-            unit.pending.append(await self.producer.send(topic, record.mpid.encode(), record.value))
+            key = record.mpid.encode()
+            acknowledged = self.producer.send_nowait(topic, key, record.value)
+            if acknowledged is None:
+                acknowledged = await self.producer.send(topic, key, record.value)
+            unit.pending.append(acknowledged)
         for status in decision.erasure_statuses:
             unit.pending.append(
                 await self.producer.send(

@@ -39,6 +39,13 @@ class Producer:
         self.futures: list[asyncio.Future[None]] = []
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any]:
+        return self.queue(topic, key, value)
+
+    def send_nowait(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any] | None:
+        # Every other record takes the waiting path, as a full batch or new topic would.
+        return self.queue(topic, key, value) if len(self.sent) % 2 else None
+
+    def queue(self, topic: str, key: bytes | None, value: bytes) -> asyncio.Future[None]:
         self.sent.append((topic, key, value))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.futures.append(future)
