@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 
+from streams.offsets import next_offsets
 from streams.processor import InputRecord
 
 
@@ -25,8 +26,7 @@ class WorkerHealth:
 
     def batch_done(self, records: Iterable[InputRecord]) -> None:
         self._last_progress = self._clock()
-        for record in records:
-            self.next_offsets[(record.topic, record.partition)] = record.offset + 1
+        self.next_offsets.update(next_offsets(records))
 
     def crashed(self, reason: BaseException) -> None:
         self.crash_reason = f"{type(reason).__name__}: {reason}"

@@ -16,6 +16,12 @@ from streams.processor import InputRecord
 TopicPartition = tuple[str, int]
 
 
+def next_offsets(records: Iterable[InputRecord]) -> dict[TopicPartition, int]:
+    """Each partition's offset after its last record (a batch holds each partition's records
+    in offset order, so the last one wins)."""
+    return {(record.topic, record.partition): record.offset + 1 for record in records}
+
+
 class OffsetBook:
     def __init__(self) -> None:
         self._pending: dict[TopicPartition, int] = {}
@@ -23,10 +29,9 @@ class OffsetBook:
     def done(self, records: Iterable[InputRecord]) -> None:
         """A batch finished: each of its partitions may be committed past its last record."""
         pending = self._pending
-        for record in records:
-            tp = (record.topic, record.partition)
-            if record.offset + 1 > pending.get(tp, -1):
-                pending[tp] = record.offset + 1
+        for tp, offset in next_offsets(records).items():
+            if offset > pending.get(tp, -1):
+                pending[tp] = offset
 
     def take(self, owned: Callable[[TopicPartition], bool]) -> dict[TopicPartition, int]:
         """The offsets to commit now (of owned partitions); the book is empty after."""
