@@ -1,13 +1,13 @@
 """Everything the worker needs from Faust beyond its public app API, in one place.
 
 - ``OwnedConsumer`` (through ``ForwarderApp``) runs the worker's batches in Faust's fetch loop
-  and commits their offsets itself, only once a batch is done and only for partitions still
-  owned; Faust's stream path, which could commit records it never delivered, is left to the
-  table changelogs.
+  and commits their offsets itself, only once a batch is done, its state writes acknowledged
+  and only for partitions still owned; Faust's stream path, which could commit records it
+  never delivered, is left to the table changelogs.
 - ``TableStore`` implements the processor's ``StateStore`` over a Faust table: reads go to the
   store of the event's partition, writes produce the changelog records themselves (one record
-  per touched profile, in ``RecordBatches``, awaited with the batch) and then apply them
-  through the table's own ``apply_changelog_batch``, the path recovery uses, which also keeps
+  per touched profile, in ``RecordBatches``) and, once Kafka acknowledged them, write them to
+  the store as Faust's recovery would (``apply``, also used by the bulk recovery), which keeps
   RocksDB's persisted changelog offsets right. This replaces Faust's one-message-at-a-time
   changelog buffer.
 - ``RecordBatches`` builds every record the worker sends into Kafka record batches per
