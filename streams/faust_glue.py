@@ -309,8 +309,7 @@ class RecordBatches:
         self._producer = producer  # the app's aiokafka producer, which exists once it started
         self._open: dict[tuple[str, int], _OpenBatch] = {}
         # (key, partition count) -> partition, until the flush: a profile's records to several
-        # outputs (same partition count) cost one partitioner call, which sorts the topic's
-        # partitions and hashes the key in Python.
+        # outputs (same partition count) cost one murmur2 hash of the key, in pure Python.
         self._partitions: dict[tuple[bytes, int], int] = {}
         # topic -> its partition count, until the flush (aiokafka builds a set per question)
         self._partition_counts: dict[str, int] = {}

@@ -214,8 +214,10 @@ class InputProcessor:
         self._unapplied: dict[bytes, bytes | None] = {}
 
     async def process(self, records: Sequence[InputRecord]) -> None:
-        """Handle one batch; returns once every effect is durable. Raises (and the batch must
-        then not be committed) when Kafka does not acknowledge in time."""
+        """Handle one batch; returns once its sends are acknowledged and its state writes are
+        in flight (``settle`` waits for those: the batch may be committed only after it).
+        Raises (and the batch must then not be committed) when Kafka does not acknowledge in
+        time."""
         unit = _Unit()
         served: set[int] = set()
         for position, record in enumerate(records):
