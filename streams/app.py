@@ -452,8 +452,8 @@ class Forwarder:
 
     async def _count_partner_profiles(self) -> None:
         """forwarder_partner_profiles: each owned partition not counted since the last
-        rebalance is read from the state (no batch runs during one partition's read), the
-        others are kept by the batches' writes (``PartnerCounts``)."""
+        rebalance is read from the state (batches run meanwhile: ``count_held``), the others
+        are kept by the batches' writes (``PartnerCounts``)."""
         for partition in range(self.settings.input_partitions):
             await asyncio.sleep(0)  # batches may run between partitions
             if not self.operator_reads.settled():
@@ -461,11 +461,12 @@ class Forwarder:
             if self.store.owns(partition) and not self.partner_counts.known(partition):
                 started = time.monotonic()
                 try:
-                    held = self.operator_reads.count_held(partition)
+                    counted = await self.operator_reads.count_held(partition, self.partner_counts)
                 except Exception:
                     log.warning("counting the partners' profiles failed", exc_info=True)
                     return
-                self.partner_counts.establish(partition, held)
+                if not counted:
+                    return  # revoked or rebalancing meanwhile: counted again at the next interval
                 log.info(
                     "partner counts of partition %d read from the state in %.2f s",
                     partition,

@@ -25,13 +25,12 @@ producer and, for a log line only, its accumulator and sender.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -467,24 +466,31 @@ class TableStore:
         found: bytes | None = store.data.get(key)
         return found
 
-    def get_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
+    def items(self, partition: int, after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         store = self._table.data
         if self._rocksdb:
-            values: list[bytes | None] = store._db_for_partition(partition).get(keys)
-            return values
-        data = store.data
-        return [data.get(key) for key in keys]
-
-    def keys(self, partition: int) -> list[bytes]:
-        store = self._table.data
-        if self._rocksdb:
-            # A raw-mode Rdict cannot be iterated directly, only through keys().
-            keys = list(store._db_for_partition(partition).keys())
-            with contextlib.suppress(ValueError):  # a partition never written has none
-                keys.remove(store.offset_key)
-            return keys
+            offset_key = store.offset_key
+            # RocksDB's iterator reads from a snapshot taken here, in key order.
+            pairs = store._db_for_partition(partition).items(from_key=after or None)
+            return ((key, value) for key, value in pairs if key != offset_key and key != after)
         prefix = f"{partition}:".encode()
-        return [key for key in store.data if key.startswith(prefix)]
+        return iter(
+            sorted(
+                (key, value)
+                for key, value in store.data.items()
+                if key.startswith(prefix) and key > after
+            )
+        )
+
+    def count(self, partition: int) -> int:
+        store = self._table.data
+        if self._rocksdb:
+            estimate: int = store._db_for_partition(partition).property_int_value(
+                "rocksdb.estimate-num-keys"
+            )
+            return estimate
+        prefix = f"{partition}:".encode()
+        return sum(1 for key in store.data if key.startswith(prefix))
 
     def owns(self, partition: int) -> bool:
         return TP(self._owner_topic, partition) in self._app.consumer.assignment()

@@ -20,11 +20,12 @@ from aiokafka.partitioner import murmur2
 from core.routing import Routing
 from schemas.state import load_profile
 from streams.explain import explain, held_member
+from streams.partner_counts import Held, PartnerCounts
 from streams.processor import StateStore, state_key
 
 # Profiles read between two yields to the event loop.
 READ_CHUNK = 200
-# Profiles read per store call while counting.
+# Profiles counted between two yields to the event loop (a few milliseconds).
 COUNT_CHUNK = 1000
 MAX_PAGE = 10_000
 RETRY_AFTER_S = 2
@@ -74,19 +75,25 @@ class OperatorReads:
             "partition": partition,
         }
 
-    def count_held(self, partition: int) -> Counter[tuple[str, str]]:
-        """Profiles each (output, connection) holds in one partition, read from its state in
-        one go: no batch may write it meanwhile (``PartnerCounts`` keeps the count after)."""
-        held: Counter[tuple[str, str]] = Counter()
-        keys = self.store.keys(partition)
-        for start in range(0, len(keys), COUNT_CHUNK):
-            for stored in self.store.get_many(partition, keys[start : start + COUNT_CHUNK]):
-                # A state that holds a send names its output; the test spares parsing the others.
-                if stored is None or SENT_ENTRY not in stored:
-                    continue
-                for connection_id, entry in load_profile(stored)["sent"].items():
-                    held[(entry["output_id"], connection_id)] += 1
-        return held
+    async def count_held(self, partition: int, counts: PartnerCounts) -> bool:
+        """Count the profiles each (output, connection) holds in one partition, from its state,
+        into ``counts``. Batches run between chunks: the count reads a snapshot and ``counts``
+        adds what their writes change after it. False (nothing counted) when the partition was
+        revoked or a rebalance started meanwhile."""
+        held: Held = Counter()
+        scan = self.store.items(partition)
+        counts.begin(partition)  # in the snapshot's step: later writes are counted apart
+        for index, (_, stored) in enumerate(scan):
+            if index and index % COUNT_CHUNK == 0:
+                await asyncio.sleep(0)
+                if not self.settled() or not self.store.owns(partition):
+                    return False
+            # A state that holds a send names its output; the test spares parsing the others.
+            if SENT_ENTRY not in stored:
+                continue
+            for connection_id, entry in load_profile(stored)["sent"].items():
+                held[(entry["output_id"], connection_id)] += 1
+        return counts.establish(partition, held)
 
     async def members(self, query: Mapping[str, str]) -> Answer:
         """One page of the partner's members in one partition, in key order after ``after``."""
@@ -105,24 +112,23 @@ class OperatorReads:
             return 421, {"detail": "not mine", "partition": partition}
         after = query.get("after", "").encode()
         needle = b'"' + connection_id.encode() + b'"'
-        keys = sorted(key for key in self.store.keys(partition) if key > after)
         members: list[dict[str, Any]] = []
         last: bytes | None = None
-        for index, key in enumerate(keys):
+        done = True
+        for index, (key, stored) in enumerate(self.store.items(partition, after)):
             if index and index % READ_CHUNK == 0:
                 await asyncio.sleep(0)
                 if not self.store.owns(partition):
                     return 421, {"detail": "not mine", "partition": partition}
+            if len(members) == limit:
+                done = False  # a member may follow: the page ends at the last one read
+                break
             last = key
-            stored = self.store.get(partition, key)
-            if stored is None or needle not in stored:
+            if needle not in stored:
                 continue
             member = held_member(load_profile(stored), connection_id)
             if member is not None:
                 members.append(member)
-                if len(members) == limit:
-                    break
-        done = last is None or last == keys[-1]
         return 200, {
             "partition": partition,
             "members": members,

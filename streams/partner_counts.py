@@ -35,22 +35,38 @@ def held_change(before: ProfileState | None, after: ProfileState | None, into: H
 class PartnerCounts:
     def __init__(self) -> None:
         self._by_partition: dict[int, Held] = {}
+        # Partitions being read from a snapshot of their state: the changes written since.
+        self._since_snapshot: dict[int, Held] = {}
 
     def known(self, partition: int) -> bool:
         return partition in self._by_partition
 
-    def establish(self, partition: int, held: Held) -> None:
-        """The partition's counts as read from its state (with no write in between)."""
+    def begin(self, partition: int) -> None:
+        """A count of the partition's state starts from a snapshot taken in this same step:
+        the changes written from now on are kept apart, to be added to it."""
+        self._since_snapshot[partition] = Counter()
+
+    def establish(self, partition: int, held: Held) -> bool:
+        """The partition's counts as read from the snapshot ``begin`` marked; False (nothing
+        kept) when a rebalance forgot the partition meanwhile."""
+        since = self._since_snapshot.pop(partition, None)
+        if since is None:
+            return False
+        held.update(since)
         self._by_partition[partition] = held
+        return True
 
     def apply(self, partition: int, change: Held) -> None:
-        """A written batch's change; ignored until the partition is counted."""
+        """A written batch's change; ignored until the partition's count begins."""
         held = self._by_partition.get(partition)
+        if held is None:
+            held = self._since_snapshot.get(partition)
         if held is not None:
             held.update(change)
 
     def forget(self) -> None:
         self._by_partition.clear()
+        self._since_snapshot.clear()
 
     def snapshot(self) -> dict[tuple[str, str, str], int]:
         """(output_id, connection_id, partition) -> profiles held, for the counted partitions."""

@@ -28,8 +28,9 @@ import logging
 import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol
 
 import orjson
@@ -91,11 +92,12 @@ class StateStore(Protocol):
 
     def get(self, partition: int, key: bytes) -> bytes | None: ...
 
-    def get_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
-        """The values of ``keys``, in their order (one store call for a sync's chunk)."""
+    def items(self, partition: int, after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """The partition's (key, state) pairs with keys after ``after``, in key order, read
+        from a snapshot taken by this call: later writes are not seen."""
 
-    def keys(self, partition: int) -> list[bytes]:
-        """Every profile key of one partition, as of now."""
+    def count(self, partition: int) -> int:
+        """How many profiles the partition holds (RocksDB: its estimate, for progress)."""
 
     def owns(self, partition: int) -> bool:
         """Whether this worker still owns the partition: state is written only then."""
@@ -316,15 +318,17 @@ class InputProcessor:
         }
         concerned = re.compile(b"|".join(re.escape(needle) for needle in sorted(needles))).search
         started = time.monotonic()
-        keys = self.store.keys(partition)
+        # The total is the store's estimate at first (RocksDB's), set to the exact count at
+        # the end, so that the progress gauges agree once the sync is done.
+        expected = self.store.count(partition)
         for connection_id in connections:
-            metrics.SYNC_PROFILES.labels(connection_id).inc(len(keys))
-        source, timestamp, sent = requests[-1].source, now_ms(), 0
-        for start in range(0, len(keys), SYNC_CHUNK):
-            chunk = keys[start : start + SYNC_CHUNK]
+            metrics.SYNC_PROFILES.labels(connection_id).inc(expected)
+        source, timestamp, checked, sent = requests[-1].source, now_ms(), 0, 0
+        scan = self.store.items(partition)
+        while chunk := list(islice(scan, SYNC_CHUNK)):
             unit = _Unit()
-            for key, stored in zip(chunk, self.store.get_many(partition, chunk), strict=True):
-                if stored is None or concerned(stored) is None:
+            for key, stored in chunk:
+                if concerned(stored) is None:
                     continue
                 state = load_profile(stored)
                 decision = reconcile(state, self.routing, source, timestamp, only=connections)
@@ -344,16 +348,19 @@ class InputProcessor:
                 unit.touched[partition][key] = encoded
                 held_change(state, decision.state, unit.held[partition])
             await self._flush(unit)
+            checked += len(chunk)
             for connection_id in connections:
                 metrics.SYNC_PROFILES_DONE.labels(connection_id).inc(len(chunk))
+        for connection_id in connections:
+            metrics.SYNC_PROFILES.labels(connection_id).inc(checked - expected)
         await self.settle()
         self._resyncs_done(partition, connections.values())
         log.log(
-            logging.INFO if keys else logging.DEBUG,
+            logging.INFO if checked else logging.DEBUG,
             "sync of %s on partition %d: %d profiles checked, %d records sent in %.1f s",
             ", ".join(sorted(connections)),
             partition,
-            len(keys),
+            checked,
             sent,
             time.monotonic() - started,
         )

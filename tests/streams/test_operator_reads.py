@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from aiokafka.partitioner import DefaultPartitioner
 
 from schemas.state import ProfileState, dump_profile
 from streams.operator_reads import OperatorReads, input_partition
+from streams.partner_counts import PartnerCounts
 from streams.processor import state_key
 from tests.streams.test_forwarding import update
 from tests.streams.test_operator_decisions import Profile, member, seed
@@ -30,11 +31,11 @@ class DictStore:
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self.data[partition].get(key)
 
-    def get_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
-        return [self.get(partition, key) for key in keys]
+    def items(self, partition: int, after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        return iter(sorted(item for item in self.data[partition].items() if item[0] > after))
 
-    def keys(self, partition: int) -> list[bytes]:
-        return list(self.data[partition])
+    def count(self, partition: int) -> int:
+        return len(self.data[partition])
 
     def owns(self, partition: int) -> bool:
         return partition in self.owned
@@ -110,5 +111,8 @@ def test_the_partner_count_is_what_was_sent_in_the_partition() -> None:
             for n in range(60)
             if n % 3 and input_partition(f"u-{n}", PARTITIONS) == partition
         )
-        assert expected and reads.count_held(partition) == expected
+        counts = PartnerCounts()
+        assert asyncio.run(reads.count_held(partition, counts))
+        held = {(o, c): n for (o, c, p), n in counts.snapshot().items() if p == str(partition)}
+        assert expected and held == expected
     assert store.writes == 0

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from core.routing import Routing
 from partners.catalog import resolve_output
+from streams import operator_reads
 from streams import processor as processor_module
 from streams.operator_reads import OperatorReads
+from streams.partner_counts import PartnerCounts
 from streams.processor import (
     AckTimeoutError,
     InputProcessor,
@@ -72,11 +75,12 @@ class Store:
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self.data.get(partition, {}).get(key)
 
-    def get_many(self, partition: int, keys: list[bytes]) -> list[bytes | None]:
-        return [self.get(partition, key) for key in keys]
+    def items(self, partition: int, after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        held = self.data.get(partition, {})
+        return iter(sorted(item for item in held.items() if item[0] > after))
 
-    def keys(self, partition: int) -> list[bytes]:
-        return list(self.data.get(partition, {}))
+    def count(self, partition: int) -> int:
+        return len(self.data.get(partition, {}))
 
     def owns(self, partition: int) -> bool:
         return partition in self.owned
@@ -324,8 +328,8 @@ async def test_one_scan_serves_the_sync_requests_of_a_partition_in_a_batch() -> 
         routing.put_output(resolve_output(output(name, ["ios_idfa"])))
         routing.put_connection(connection(f"c-{name}", name))
     scans: list[int] = []
-    keys = store.keys
-    store.keys = lambda partition: scans.append(partition) or keys(partition)  # type: ignore[method-assign]
+    items = store.items
+    store.items = lambda partition: scans.append(partition) or items(partition)  # type: ignore[method-assign]
     config = {"topic": "forwarder-connections", "partition": 0, "offset": 0}
     requests = [
         record(SYNC, f"c-{name}", {"kind": "connection", "id": f"c-{name}", "config": config})
@@ -337,6 +341,25 @@ async def test_one_scan_serves_the_sync_requests_of_a_partition_in_a_batch() -> 
     assert sorted(r["mpid"] for r in producer.on("forward-tv")) == ["m1", "m2"]
 
 
+async def test_a_syncs_progress_ends_at_the_profiles_checked_after_starting_from_an_estimate() -> (
+    None
+):
+    routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
+    processor, producer, store = make(routing)
+    members = [f"m{n}" for n in range(7)]
+    await processed(processor, [r for m in members for r in (profile(m, ios_idfa=m), member(m))])
+    routing.put_output(resolve_output(output("progress", ["ios_idfa"])))
+    routing.put_connection(connection("c-progress", "progress"))
+    store.count = lambda partition: 50  # type: ignore[method-assign]  # RocksDB's estimate
+    config = {"topic": "forwarder-connections", "partition": 0, "offset": 0}
+    request = {"kind": "connection", "id": "c-progress", "config": config}
+    await processed(processor, [record(SYNC, "c-progress", request)])
+    labels = {"connection_id": "c-progress"}
+    assert REGISTRY.get_sample_value("forwarder_sync_profiles", labels) == len(members)
+    assert REGISTRY.get_sample_value("forwarder_sync_profiles_done", labels) == len(members)
+    assert sorted(r["mpid"] for r in producer.on("forward-progress")) == members
+
+
 async def test_the_partner_counts_kept_by_the_batches_match_a_fresh_count_of_the_state() -> None:
     routing = routing_of(
         [output("ads", ["ios_idfa"]), output("mail", ["email"])],
@@ -345,7 +368,7 @@ async def test_the_partner_counts_kept_by_the_batches_match_a_fresh_count_of_the
     processor, _, store = make(routing)
     reads = OperatorReads(routing, store, partitions=8, settled=lambda: True)
     counts = processor.partner_counts
-    counts.establish(0, reads.count_held(0))
+    assert await reads.count_held(0, counts)
     members = [f"m{n}" for n in range(6)]
     await processed(
         processor,
@@ -369,9 +392,53 @@ async def test_the_partner_counts_kept_by_the_batches_match_a_fresh_count_of_the
     config = {"topic": "forwarder-connections", "partition": 0, "offset": 0}
     request = {"kind": "connection", "id": "c-push", "config": config}
     await processed(processor, [record(SYNC, "c-push", request)])
-    fresh = {
-        (output_id, connection_id, "0"): count
-        for (output_id, connection_id), count in reads.count_held(0).items()
-    }
-    assert counts.snapshot() == fresh
-    assert fresh[("push", "c-push", "0")] == 4 and fresh[("ads", "c-ads", "0")] == 4
+    fresh = PartnerCounts()
+    assert await reads.count_held(0, fresh)
+    assert counts.snapshot() == fresh.snapshot()
+    assert fresh.snapshot()[("push", "c-push", "0")] == 4
+    assert fresh.snapshot()[("ads", "c-ads", "0")] == 4
+
+
+async def test_a_partner_count_adds_the_writes_applied_while_it_reads_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(operator_reads, "COUNT_CHUNK", 5)  # many yields to the batches
+    routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
+    processor, _, store = make(routing)
+    reads = OperatorReads(routing, store, partitions=8, settled=lambda: True)
+    seeded = [f"m{n:04}" for n in range(300)]
+    await processed(processor, [r for m in seeded for r in (profile(m, ios_idfa=m), member(m))])
+    store.acknowledge.clear()
+    left = {"audience_id": "aud-42", "action": "remove", "timestamp_ms": 4}
+    await processor.process(
+        [record(MEMBERSHIPS, m, {**left, "mpid": m}) for m in seeded[:10]]
+        + [r for m in ("n1", "n2", "n3") for r in (profile(m, ios_idfa=m), member(m))]
+    )
+    counts = processor.partner_counts
+    counting = asyncio.create_task(reads.count_held(0, counts))
+    await asyncio.sleep(0)  # the count reads from a snapshot without the batch's writes
+    store.acknowledge.set()
+    await processor.settle()  # the batch's writes are applied while the count reads on
+    assert not counting.done()
+    assert await counting
+    fresh = PartnerCounts()
+    assert await reads.count_held(0, fresh)
+    assert counts.snapshot() == fresh.snapshot() == {("ads", "c-ads", "0"): 300 - 10 + 3}
+
+
+async def test_a_partner_count_that_a_rebalance_interrupts_keeps_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(operator_reads, "COUNT_CHUNK", 5)
+    routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
+    processor, _, store = make(routing)
+    settled = True
+    reads = OperatorReads(routing, store, partitions=8, settled=lambda: settled)
+    seeded = [f"m{n:04}" for n in range(100)]
+    await processed(processor, [r for m in seeded for r in (profile(m, ios_idfa=m), member(m))])
+    counts = processor.partner_counts
+    counting = asyncio.create_task(reads.count_held(0, counts))
+    await asyncio.sleep(0)
+    settled = False  # a rebalance starts: another worker may write the partition
+    assert not await counting
+    assert not counts.known(0) and counts.snapshot() == {}
