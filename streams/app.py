@@ -54,6 +54,7 @@ from streams.processor import (
     InputRecord,
     Limits,
     ProcessorTopics,
+    counts_key,
     send_dead_letter,
 )
 
@@ -452,13 +453,18 @@ class Forwarder:
 
     async def _count_partner_profiles(self) -> None:
         """forwarder_partner_profiles: each owned partition not counted since the last
-        rebalance is read from the state (batches run meanwhile: ``count_held``), the others
-        are kept by the batches' writes (``PartnerCounts``)."""
+        rebalance reads the counts stored in the table, or, without them, counts its profiles
+        (batches run meanwhile: ``count_held``); the batches' writes keep them after
+        (``PartnerCounts``) and store them."""
         for partition in range(self.settings.input_partitions):
             await asyncio.sleep(0)  # batches may run between partitions
             if not self.operator_reads.settled():
                 return  # rebalancing: counted again at the next interval
             if self.store.owns(partition) and not self.partner_counts.known(partition):
+                stored = self.store.get(partition, counts_key(partition))
+                if stored is not None:
+                    self.partner_counts.restore(partition, stored)
+                    continue
                 started = time.monotonic()
                 try:
                     counted = await self.operator_reads.count_held(partition, self.partner_counts)

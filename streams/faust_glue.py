@@ -45,7 +45,7 @@ from faust.types import TP
 
 from core.settings import Settings
 from streams.offsets import OffsetBook
-from streams.processor import InputRecord
+from streams.processor import InputRecord, counts_key
 
 log = logging.getLogger(__name__)
 
@@ -468,17 +468,18 @@ class TableStore:
 
     def items(self, partition: int, after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         store = self._table.data
+        counts = counts_key(partition)
         if self._rocksdb:
-            offset_key = store.offset_key
+            skipped = {store.offset_key, counts, after}
             # RocksDB's iterator reads from a snapshot taken here, in key order.
             pairs = store._db_for_partition(partition).items(from_key=after or None)
-            return ((key, value) for key, value in pairs if key != offset_key and key != after)
-        prefix = f"{partition}:".encode()
+            return ((key, value) for key, value in pairs if key not in skipped)
+        # The partition's key prefix is its counts key.
         return iter(
             sorted(
                 (key, value)
                 for key, value in store.data.items()
-                if key.startswith(prefix) and key > after
+                if key.startswith(counts) and key > after and key != counts
             )
         )
 

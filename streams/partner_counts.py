@@ -1,14 +1,17 @@
 """Profiles each partner holds (forwarder_partner_profiles), kept as the state changes.
 
-A partition's counts are read from its state once it is settled on this worker, then kept by
-each batch's state writes: a full read of every profile per interval cost a million-profile
-worker seconds of CPU a minute. Every rebalance forgets them (the partition may have been
-written elsewhere), and the next count reads them again.
+A partition's counts are kept by each batch's state writes, and stored in the table with them
+(one record per partition, written in the same changelog batch as the states it counts), so a
+restarted worker or a partition's new owner reads them at once. Every rebalance forgets them
+here (the partition may have been written elsewhere) and the next count reads the stored ones;
+a partition without them (written before they were stored) is counted from its profiles once.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+
+import orjson
 
 from schemas.state import ProfileState
 
@@ -32,11 +35,25 @@ def held_change(before: ProfileState | None, after: ProfileState | None, into: H
             into[(entry["output_id"], connection_id)] -= 1
 
 
+def dump_counts(held: Held) -> bytes:
+    """The stored form of a partition's counts (the positive ones, in a fixed order)."""
+    rows = sorted((output_id, connection_id, n) for (output_id, connection_id), n in held.items())
+    return orjson.dumps({"v": 1, "held": [row for row in rows if row[2] > 0]})
+
+
+def load_counts(raw: bytes) -> Held:
+    return Counter(
+        {(output_id, connection_id): n for output_id, connection_id, n in orjson.loads(raw)["held"]}
+    )
+
+
 class PartnerCounts:
     def __init__(self) -> None:
         self._by_partition: dict[int, Held] = {}
         # Partitions being read from a snapshot of their state: the changes written since.
         self._since_snapshot: dict[int, Held] = {}
+        # Counted partitions whose counts the table holds as they are here.
+        self._stored: set[int] = set()
 
     def known(self, partition: int) -> bool:
         return partition in self._by_partition
@@ -54,7 +71,33 @@ class PartnerCounts:
             return False
         held.update(since)
         self._by_partition[partition] = held
+        self._stored.discard(partition)
         return True
+
+    def restore(self, partition: int, stored: bytes) -> None:
+        """The counts the table holds for the partition, read in this step: they include every
+        applied write, and the writes applied later add to them."""
+        self._since_snapshot.pop(partition, None)
+        self._by_partition[partition] = load_counts(stored)
+        self._stored.add(partition)
+
+    def to_store(self, partition: int, change: Held | None) -> bytes | None:
+        """The counts record to write with a batch's state writes that change the partition's
+        counts by ``change``, or None: not counted yet, or stored and unchanged. Exact only once
+        every earlier write is applied (the processor settles before writing)."""
+        held = self._by_partition.get(partition)
+        if held is None or (partition in self._stored and not any((change or {}).values())):
+            return None
+        return dump_counts(held + change if change else held)
+
+    def unstored(self) -> list[int]:
+        """Counted partitions whose counts the table does not hold yet."""
+        return [partition for partition in self._by_partition if partition not in self._stored]
+
+    def stored(self, partition: int) -> None:
+        """A write carrying the partition's counts is applied."""
+        if partition in self._by_partition:
+            self._stored.add(partition)
 
     def apply(self, partition: int, change: Held) -> None:
         """A written batch's change; ignored until the partition's count begins."""
@@ -67,6 +110,7 @@ class PartnerCounts:
     def forget(self) -> None:
         self._by_partition.clear()
         self._since_snapshot.clear()
+        self._stored.clear()
 
     def snapshot(self) -> dict[tuple[str, str, str], int]:
         """(output_id, connection_id, partition) -> profiles held, for the counted partitions."""

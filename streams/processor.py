@@ -93,8 +93,9 @@ class StateStore(Protocol):
     def get(self, partition: int, key: bytes) -> bytes | None: ...
 
     def items(self, partition: int, after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        """The partition's (key, state) pairs with keys after ``after``, in key order, read
-        from a snapshot taken by this call: later writes are not seen."""
+        """The partition's profiles (key, state) with keys after ``after``, in key order, read
+        from a snapshot taken by this call: later writes are not seen. The partition's partner
+        counts (``counts_key``) are not among them."""
 
     def count(self, partition: int) -> int:
         """How many profiles the partition holds (RocksDB: its estimate, for progress)."""
@@ -153,6 +154,11 @@ class _Unit:
 def state_key(partition: int, mpid: str) -> bytes:
     """Table key: the partition first, so a sync finds one partition's profiles by prefix."""
     return f"{partition}:{mpid}".encode()
+
+
+def counts_key(partition: int) -> bytes:
+    """Table key of the partition's partner counts: an empty mpid, which no profile has."""
+    return state_key(partition, "")
 
 
 def parse_input(topic_is_profiles: bool, key: bytes | None, value: bytes | None) -> InputEventData:
@@ -407,15 +413,22 @@ class InputProcessor:
         await self.settle()  # the store applies the writes in order
         writes: list[Awaitable[None]] = []
         unapplied: dict[bytes, bytes | None] = {}
-        for partition, touched in unit.touched.items():
+        counts = self.partner_counts
+        for partition in {*unit.touched, *counts.unstored()}:
             if not self.store.owns(partition):
                 # Revoked while the batch ran: the new owner reads these records again.
                 log.info(
                     "partition %d revoked during a batch: state left to its new owner", partition
                 )
                 continue
+            touched = unit.touched[partition]
+            held = unit.held.get(partition)
+            # The partner counts go in the same changelog batch as the states they count.
+            stored_counts = counts.to_store(partition, held)
+            if stored_counts is not None:
+                touched[counts_key(partition)] = stored_counts
             written = await self.store.write(partition, touched)
-            writes.append(self._applied(partition, written, unit.held.get(partition)))
+            writes.append(self._applied(partition, written, held, stored_counts is not None))
             unapplied.update(touched)
         if writes:
             self._unapplied = unapplied
@@ -429,11 +442,15 @@ class InputProcessor:
         )
         self._unapplied = {}  # the store holds them all now
 
-    async def _applied(self, partition: int, written: Awaitable[None], held: Held | None) -> None:
+    async def _applied(
+        self, partition: int, written: Awaitable[None], held: Held | None, with_counts: bool
+    ) -> None:
         await written
         # In the same step as the store write: a count read in between would see it twice.
         if held:
             self.partner_counts.apply(partition, held)
+        if with_counts:
+            self.partner_counts.stored(partition)
 
     async def settle(self) -> None:
         """Wait until the state writes in flight are acknowledged and in the store; raises

@@ -17,13 +17,14 @@ from partners.catalog import resolve_output
 from streams import operator_reads
 from streams import processor as processor_module
 from streams.operator_reads import OperatorReads
-from streams.partner_counts import PartnerCounts
+from streams.partner_counts import PartnerCounts, load_counts
 from streams.processor import (
     AckTimeoutError,
     InputProcessor,
     InputRecord,
     Limits,
     ProcessorTopics,
+    counts_key,
     state_key,
 )
 from tests.streams.test_forwarding import connection, output, routing_of
@@ -69,6 +70,7 @@ class Store:
         self.data: dict[int, dict[bytes, bytes]] = {}
         self.owned: set[int] = set(range(8))
         self.writes = 0
+        self.written: list[dict[bytes, bytes | None]] = []
         self.acknowledge = asyncio.Event()
         self.acknowledge.set()
 
@@ -77,16 +79,21 @@ class Store:
 
     def items(self, partition: int, after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         held = self.data.get(partition, {})
-        return iter(sorted(item for item in held.items() if item[0] > after))
+        return iter(
+            sorted(i for i in held.items() if i[0] > after and i[0] != counts_key(partition))
+        )
 
     def count(self, partition: int) -> int:
-        return len(self.data.get(partition, {}))
+        return len(self.data.get(partition, {})) - (
+            counts_key(partition) in self.data.get(partition, {})
+        )
 
     def owns(self, partition: int) -> bool:
         return partition in self.owned
 
     async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> Awaitable[None]:
         self.writes += 1
+        self.written.append(dict(changes))
         return self._acknowledged(partition, dict(changes))
 
     async def _acknowledged(self, partition: int, changes: dict[bytes, bytes | None]) -> None:
@@ -397,6 +404,61 @@ async def test_the_partner_counts_kept_by_the_batches_match_a_fresh_count_of_the
     assert counts.snapshot() == fresh.snapshot()
     assert fresh.snapshot()[("push", "c-push", "0")] == 4
     assert fresh.snapshot()[("ads", "c-ads", "0")] == 4
+
+
+def stored_counts(store: Store, partition: int) -> dict[tuple[str, str, str], int] | None:
+    raw = store.get(partition, counts_key(partition))
+    if raw is None:
+        return None
+    return {(o, c, str(partition)): n for (o, c), n in load_counts(raw).items()}
+
+
+async def test_the_partner_counts_are_stored_with_the_states_and_a_new_owner_restores_them() -> (
+    None
+):
+    routing = routing_of(
+        [output("ads", ["ios_idfa"]), output("mail", ["email"])],
+        [connection("c-ads", "ads"), connection("c-mail", "mail")],
+    )
+    processor, _, store = make(routing)
+    reads = OperatorReads(routing, store, partitions=8, settled=lambda: True)
+    assert await reads.count_held(0, processor.partner_counts)
+    members = [f"m{n}" for n in range(5)]
+    await processed(
+        processor,
+        [r for m in members for r in (profile(m, ios_idfa=m, email=f"{m}@x.io"), member(m))],
+    )
+    left = {"mpid": "m1", "audience_id": "aud-42", "action": "remove", "timestamp_ms": 4}
+    await processed(processor, [record(MEMBERSHIPS, "m1", left)])
+    expected = {("ads", "c-ads", "0"): 4, ("mail", "c-mail", "0"): 4}
+    assert processor.partner_counts.snapshot() == stored_counts(store, 0) == expected
+    # A profile update that changes no partner's holding leaves the stored counts alone.
+    renamed = {"type": "profile_update", "mpid": "m2", "timestamp_ms": 5, "attributes": {"a": 1}}
+    await processed(processor, [record(PROFILES, "m2", renamed)])
+    assert counts_key(0) not in store.written[-1]
+    # The partition's next owner (or this worker after a restart) reads them as they are.
+    restored = PartnerCounts()
+    restored.restore(0, store.get(0, counts_key(0)) or b"")
+    fresh = PartnerCounts()
+    assert await reads.count_held(0, fresh)
+    assert restored.snapshot() == fresh.snapshot() == expected
+
+
+async def test_counts_read_from_the_profiles_are_stored_by_the_next_batch_whatever_it_touches() -> (
+    None
+):
+    routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
+    processor, _, store = make(routing)
+    members = [f"m{n}" for n in range(3)]
+    await processed(processor, [r for m in members for r in (profile(m, ios_idfa=m), member(m))])
+    assert stored_counts(store, 0) is None  # not counted here yet: nothing to store
+    reads = OperatorReads(routing, store, partitions=8, settled=lambda: True)
+    assert await reads.count_held(0, processor.partner_counts)
+    await processed(processor, [profile("other", partition=3, ios_idfa="X")])
+    assert stored_counts(store, 0) == {("ads", "c-ads", "0"): 3}
+    writes = store.writes
+    await processed(processor, [profile("other", partition=3, ios_idfa="Y")])
+    assert store.writes == writes + 1  # partition 3's state only: 0's counts are stored
 
 
 async def test_a_partner_count_adds_the_writes_applied_while_it_reads_once(
