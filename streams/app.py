@@ -193,6 +193,7 @@ class Forwarder:
             commit_interval_s=float(self.app.conf.broker_commit_interval),
             ready=self._ready,
             fetch_max_wait_ms=self.settings.consumer_fetch_max_wait_ms,
+            fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
             changelog_writers={self.store.changelog_topic: self.store.apply},
             settle=self._settle,
         )

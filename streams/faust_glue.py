@@ -116,6 +116,7 @@ class OwnedConsumer(aiokafka_driver.Consumer):
         commit_interval_s: float,
         ready: Callable[[], Awaitable[Any]],
         fetch_max_wait_ms: int,
+        fetch_min_bytes: int,
         changelog_writers: Mapping[str, ChangelogWriter],
         settle: Callable[[], Awaitable[None]],
     ) -> None:
@@ -125,6 +126,7 @@ class OwnedConsumer(aiokafka_driver.Consumer):
         (topic -> writer) goes through their writers in bulk."""
         self._settle = settle
         self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._fetch_min_bytes = fetch_min_bytes
         self._handlers = dict(handlers)
         self._changelog_writers = dict(changelog_writers)
         self._ready = ready
@@ -138,8 +140,11 @@ class OwnedConsumer(aiokafka_driver.Consumer):
     async def _drain_messages(self, fetcher: Any) -> None:
         consumer_stopped = self._stopped.is_set
         fetcher_stopped = fetcher._stopped.is_set
-        # Faust builds its aiokafka consumer with fetch_max_wait_ms=1500 and no setting for it.
-        self._thread._ensure_consumer()._fetcher._fetch_max_wait_ms = self._fetch_max_wait_ms
+        # Faust builds its aiokafka consumer with fetch_max_wait_ms=1500, fetch_min_bytes=1 and
+        # no setting for either.
+        kafka_fetcher = self._thread._ensure_consumer()._fetcher
+        kafka_fetcher._fetch_max_wait_ms = self._fetch_max_wait_ms
+        kafka_fetcher._fetch_min_bytes = self._fetch_min_bytes
         try:
             while not (consumer_stopped() or fetcher_stopped()):
                 records, _ = await self._wait_next_records(1.0)
