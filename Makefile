@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 KAFKA := bash scripts/kafka/kafka.sh
 
-.PHONY: venv kafka-up kafka-down lint typecheck test unit demo run stop bench schemas clean
+.PHONY: venv native native-clean kafka-up kafka-down lint typecheck test unit demo run stop bench schemas clean
 
 venv: $(STAMP)
 
@@ -17,6 +17,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# The hot path compiled with mypyc (core/native.py): what is missing or older than its source.
+# Without a C compiler the sources run as they are.
+native: venv
+	$(PY) -m core.native build
+
+native-clean:
+	$(PY) -m core.native clean
 
 kafka-up:
 	$(KAFKA) up
@@ -36,21 +44,21 @@ schemas: venv
 
 # The whole suite, integration tests on the real broker included; the broker goes down after.
 # The console's browser test needs Debian's chromium: scripts/browser.sh installs it.
-test: venv lint typecheck
+test: venv lint typecheck native
 	bash scripts/browser.sh
 	$(KAFKA) up
 	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; $(KAFKA) down; exit $$status
 
 # Pure-function tests only: no broker.
-unit: venv
+unit: native
 	$(PY) -m pytest -m 'not kafka' $(PYTEST_ARGS)
 
-demo: venv
+demo: native
 	$(KAFKA) up
 	$(PY) -m devtools.demo
 
 # A worker, the API and a jsonl sink in the background for trying it (README, Try it).
-run: venv
+run: native
 	$(KAFKA) up
 	bash scripts/run.sh up
 
@@ -58,10 +66,11 @@ stop:
 	bash scripts/run.sh down
 
 # The benchmark suite (docs/benchmarks/report.md); BENCH_ARGS=--quick for a smoke run.
-bench: venv
+bench: native
 	$(KAFKA) up
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean: stop
 	$(KAFKA) down
+	-$(PY) -m core.native clean
 	rm -rf $(VENV) .cache var

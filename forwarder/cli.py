@@ -11,6 +11,7 @@ import sys
 import uvloop
 
 from control.commands import add_client_commands
+from core import native
 from core.errors import BrokerUnreachableError, ConfigError, ForwarderError
 from core.kafka_admin import wait_for_broker
 from core.settings import Settings, SettingsError, load_settings
@@ -110,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command; a ForwarderError becomes its message on stderr and its exit code."""
     args = build_parser().parse_args(argv)
     try:
+        stale = native.stale()
+        if stale:
+            raise ConfigError(f"forwarder: {native.stale_message(stale)}")
         result: int = args.run(args)
     except ForwarderError as error:
         print(error, file=sys.stderr)

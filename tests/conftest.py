@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from core import native
 from devtools.local import Worker
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A compiled module older than its source would test old code.
+    stale = native.stale()
+    if stale:
+        pytest.exit(native.stale_message(stale), returncode=4)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
