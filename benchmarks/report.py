@@ -322,7 +322,13 @@ def _markdown(r: Results, charts: list[str]) -> str:
             else ""
         )
         + f". Machine: {m['cores']} cores, {m['memory_gb']:.0f} GB, Python {m['python']}, "
-        f"faust-streaming {m['faust']}, aiokafka {m['aiokafka']}; the Kafka broker "
+        f"faust-streaming {m['faust']}, aiokafka {m['aiokafka']}; the worker's hot path "
+        + (
+            f"compiled with mypyc ({', '.join(m['compiled'])}, `make native`)"
+            if m.get("compiled")
+            else "not compiled (the sources ran: `make native` was not run or found no compiler)"
+        )
+        + f"; the Kafka broker "
         f"({m['bootstrap']}) runs on the same machine and shares its cores, and other work may "
         "share them too, so absolute rates drift between runs: each goal is read against "
         "baselines measured in the same run, and every rate has the CPU time its process "

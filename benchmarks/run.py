@@ -29,6 +29,7 @@ from typing import TypeVar
 from benchmarks import data, deploy, latency, million, scale_out, steady
 from benchmarks.harness import delete_topics
 from benchmarks.report import Results, write
+from core import native
 from devtools.local import BOOTSTRAP, REPO
 
 T = TypeVar("T")
@@ -115,6 +116,8 @@ async def suite(args: argparse.Namespace, sizes: Sizes, run_dir: Path) -> Result
             "faust": version("faust-streaming"),
             "aiokafka": version("aiokafka"),
             "bootstrap": BOOTSTRAP,
+            # The workers run from this tree: its hot path compiled (make native) or not.
+            "compiled": [source for source in native.COMPILED if native.extensions(source)],
         },
         sizes=asdict(sizes),
         store=args.store,

@@ -84,6 +84,10 @@ def build() -> int:
         print(done.stdout[-4000:], done.stderr[-4000:], sep="\n", file=sys.stderr)
         print("native: mypyc failed: the sources run uncompiled (slower)", file=sys.stderr)
         return 0
+    for source in wanted:
+        # setuptools copies an unchanged build with its old time: mark them built from now on.
+        for built in extensions(source):
+            built.touch()
     print(f"native: compiled {', '.join(wanted)}")
     return 0
 
