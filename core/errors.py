@@ -19,3 +19,7 @@ class ConfigError(ForwarderError):
 
 class BrokerUnreachableError(ForwarderError):
     """No broker of FORWARDER_KAFKA_BOOTSTRAP answered within the connect timeout."""
+
+
+class AckTimeoutError(RuntimeError):
+    """Kafka did not acknowledge a batch's sends in time: the batch is not finished."""

@@ -19,14 +19,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# The decision core and what it calls per event; each is compiled on its own (mypyc's
-# ``separate``), so its runtime library sits beside it in its package.
+# The per-event loop, the decision core and what they call per event; each is compiled on
+# its own (mypyc's ``separate``), so its runtime library sits beside it in its package. mypyc
+# cannot compile a subclass of a builtin exception: those live in core/errors.py.
 COMPILED = (
     "streams/forwarding.py",
     "streams/tally.py",
     "streams/partner_counts.py",
     "schemas/state.py",
     "core/routing.py",
+    "streams/processor.py",
 )
 _BUILD = """
 from mypyc.build import mypycify

@@ -17,7 +17,7 @@ from mode import BaseSignalT
 from core.auth import bearer_matches
 from core.config import ConfigView, apply_config
 from core.dead_letters import ENVELOPE_BYTES, redact
-from core.errors import ConfigError
+from core.errors import AckTimeoutError, ConfigError
 from core.kafka_admin import (
     TopicSpec,
     ensure_topics,
@@ -49,7 +49,6 @@ from streams.health import WorkerHealth
 from streams.operator_reads import RETRY_AFTER_S, OperatorReads
 from streams.partner_counts import PartnerCounts
 from streams.processor import (
-    AckTimeoutError,
     InputProcessor,
     InputRecord,
     Limits,

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import orjson
 
 from core.dead_letters import dead_letter
+from core.errors import AckTimeoutError
 from core.routing import Routing
 from schemas.parsing import InvalidRecordError, check_key, parse
 from schemas.plain import InputEventData, parse_membership_event, parse_profile_record
@@ -125,10 +126,6 @@ class Limits:
     max_record_bytes: int
     max_identity_values: int
     ack_timeout_s: float
-
-
-class AckTimeoutError(RuntimeError):
-    """Kafka did not acknowledge a batch's sends in time: the batch is not finished."""
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
+from core.errors import AckTimeoutError
 from core.routing import Routing
 from partners.catalog import resolve_output
 from streams import operator_reads
@@ -19,7 +20,6 @@ from streams import processor as processor_module
 from streams.operator_reads import OperatorReads
 from streams.partner_counts import PartnerCounts, load_counts
 from streams.processor import (
-    AckTimeoutError,
     InputProcessor,
     InputRecord,
     Limits,
