@@ -145,6 +145,16 @@ async def processed(processor: InputProcessor, records: list[InputRecord]) -> No
     await processor.settle()
 
 
+async def ads_members(
+    mpids: list[str],
+) -> tuple[Routing, InputProcessor, Producer, Store]:
+    """A processor whose audience goes to one output, ads, with these profiles forwarded."""
+    routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
+    processor, producer, store = make(routing)
+    await processed(processor, [r for m in mpids for r in (profile(m, ios_idfa=m), member(m))])
+    return routing, processor, producer, store
+
+
 offsets = iter(range(10**9))
 
 
@@ -310,10 +320,8 @@ async def test_an_erasure_deletes_the_state_and_reports_per_output() -> None:
 
 async def test_a_sync_reconciles_every_member_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(processor_module, "SYNC_CHUNK", 3)
-    routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
-    processor, producer, store = make(routing)
     members = [f"m{n}" for n in range(10)]
-    await processed(processor, [r for m in members for r in (profile(m, ios_idfa=m), member(m))])
+    routing, processor, producer, store = await ads_members(members)
     routing.put_output(resolve_output(output("push", ["ios_idfa"])))
     routing.put_connection(connection("c-push", "push"))
     writes_before = store.writes
@@ -326,11 +334,7 @@ async def test_a_sync_reconciles_every_member_in_chunks(monkeypatch: pytest.Monk
 
 
 async def test_one_scan_serves_the_sync_requests_of_a_partition_in_a_batch() -> None:
-    routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
-    processor, producer, store = make(routing)
-    await processed(
-        processor, [r for m in ("m1", "m2") for r in (profile(m, ios_idfa=m), member(m))]
-    )
+    routing, processor, producer, store = await ads_members(["m1", "m2"])
     for name in ("push", "tv"):
         routing.put_output(resolve_output(output(name, ["ios_idfa"])))
         routing.put_connection(connection(f"c-{name}", name))
@@ -351,10 +355,8 @@ async def test_one_scan_serves_the_sync_requests_of_a_partition_in_a_batch() -> 
 async def test_a_syncs_progress_ends_at_the_profiles_checked_after_starting_from_an_estimate() -> (
     None
 ):
-    routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
-    processor, producer, store = make(routing)
     members = [f"m{n}" for n in range(7)]
-    await processed(processor, [r for m in members for r in (profile(m, ios_idfa=m), member(m))])
+    routing, processor, producer, store = await ads_members(members)
     routing.put_output(resolve_output(output("progress", ["ios_idfa"])))
     routing.put_connection(connection("c-progress", "progress"))
     store.count = lambda partition: 50  # type: ignore[method-assign]  # RocksDB's estimate
@@ -447,10 +449,7 @@ async def test_the_partner_counts_are_stored_with_the_states_and_a_new_owner_res
 async def test_counts_read_from_the_profiles_are_stored_by_the_next_batch_whatever_it_touches() -> (
     None
 ):
-    routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
-    processor, _, store = make(routing)
-    members = [f"m{n}" for n in range(3)]
-    await processed(processor, [r for m in members for r in (profile(m, ios_idfa=m), member(m))])
+    routing, processor, _, store = await ads_members([f"m{n}" for n in range(3)])
     assert stored_counts(store, 0) is None  # not counted here yet: nothing to store
     reads = OperatorReads(routing, store, partitions=8, settled=lambda: True)
     assert await reads.count_held(0, processor.partner_counts)
@@ -465,11 +464,9 @@ async def test_a_partner_count_adds_the_writes_applied_while_it_reads_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(operator_reads, "COUNT_CHUNK", 5)  # many yields to the batches
-    routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
-    processor, _, store = make(routing)
-    reads = OperatorReads(routing, store, partitions=8, settled=lambda: True)
     seeded = [f"m{n:04}" for n in range(300)]
-    await processed(processor, [r for m in seeded for r in (profile(m, ios_idfa=m), member(m))])
+    routing, processor, _, store = await ads_members(seeded)
+    reads = OperatorReads(routing, store, partitions=8, settled=lambda: True)
     store.acknowledge.clear()
     left = {"audience_id": "aud-42", "action": "remove", "timestamp_ms": 4}
     await processor.process(
@@ -492,12 +489,9 @@ async def test_a_partner_count_that_a_rebalance_interrupts_keeps_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(operator_reads, "COUNT_CHUNK", 5)
-    routing = routing_of([output("ads", ["ios_idfa"])], [connection("c-ads", "ads")])
-    processor, _, store = make(routing)
+    routing, processor, _, store = await ads_members([f"m{n:04}" for n in range(100)])
     settled = True
     reads = OperatorReads(routing, store, partitions=8, settled=lambda: settled)
-    seeded = [f"m{n:04}" for n in range(100)]
-    await processed(processor, [r for m in seeded for r in (profile(m, ios_idfa=m), member(m))])
     counts = processor.partner_counts
     counting = asyncio.create_task(reads.count_held(0, counts))
     await asyncio.sleep(0)
