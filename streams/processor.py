@@ -413,10 +413,12 @@ class InputProcessor:
         counts = self.partner_counts
         for partition in {*unit.touched, *counts.unstored()}:
             if not self.store.owns(partition):
-                # Revoked while the batch ran: the new owner reads these records again.
-                log.info(
-                    "partition %d revoked during a batch: state left to its new owner", partition
-                )
+                if partition in unit.touched:
+                    # Revoked while the batch ran: the new owner reads these records again.
+                    log.info(
+                        "partition %d revoked during a batch: state left to its new owner",
+                        partition,
+                    )
                 continue
             touched = unit.touched[partition]
             held = unit.held.get(partition)
