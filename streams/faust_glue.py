@@ -495,8 +495,8 @@ class TableStore:
                 "rocksdb.estimate-num-keys"
             )
             return estimate
-        prefix = f"{partition}:".encode()
-        return sum(1 for key in store.data if key.startswith(prefix))
+        counts = counts_key(partition)  # also the partition's key prefix
+        return sum(1 for key in store.data if key.startswith(counts) and key != counts)
 
     def owns(self, partition: int) -> bool:
         return TP(self._owner_topic, partition) in self._app.consumer.assignment()
