@@ -68,7 +68,8 @@ def stale_message(sources: list[str]) -> str:
 
 
 def build() -> int:
-    wanted = [source for source in COMPILED if not extensions(source) or source in stale()]
+    outdated = stale()
+    wanted = [source for source in COMPILED if not extensions(source) or source in outdated]
     if not wanted:
         return 0
     if shutil.which("cc") is None and shutil.which("gcc") is None:
