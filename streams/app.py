@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
@@ -198,8 +199,11 @@ class Forwarder:
         )
         self.app.task(self._run_config_view)
         self.app.timer(interval=5.0)(self._update_gauges)
-        self.app.timer(interval=settings.partner_count_interval_s)(self._count_partner_profiles)
+        self.app.task(self._keep_partner_counts)
         self._partner_labels: set[tuple[str, str, str]] = set()
+        # Set by a rebalance: the partitions it assigned are counted at once, not an interval
+        # later (a sync or a load running meanwhile would share the worker with the count).
+        self._recount = asyncio.Event()
         self.app.on_rebalance_complete.connect(self._after_rebalance)
         self._add_web_views()
         self._add_operator_views()
@@ -421,6 +425,7 @@ class Forwarder:
     ) -> None:
         # Another worker may have written any partition since it was counted here.
         self.partner_counts.forget()
+        self._recount.set()
         # Runs before Faust resumes fetching: if it cannot finish, the worker would sit
         # healthy and idle; a restart is safe (nothing unfinished is committed) and a new
         # process has no stale fetch positions.
@@ -451,15 +456,32 @@ class Forwarder:
             # A gauge must never take the worker down (an assignment may change under it).
             log.warning("updating the gauges failed", exc_info=True)
 
-    async def _count_partner_profiles(self) -> None:
+    async def _keep_partner_counts(self) -> None:
+        """Count the partitions as soon as the worker is settled after a start or a rebalance
+        (while it is not, every second), then publish the counts every interval."""
+        interval = self.settings.partner_count_interval_s
+        while True:
+            self._recount.clear()
+            try:
+                counted = await self._count_partner_profiles()
+            except Exception:
+                # A gauge must never take the worker down (an assignment may change under it).
+                log.warning("publishing the partner counts failed", exc_info=True)
+                counted = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._recount.wait(), interval if counted else min(interval, 1.0)
+                )
+
+    async def _count_partner_profiles(self) -> bool:
         """forwarder_partner_profiles: each owned partition not counted since the last
         rebalance reads the counts stored in the table, or, without them, counts its profiles
         (batches run meanwhile: ``count_held``); the batches' writes keep them after
-        (``PartnerCounts``) and store them."""
+        (``PartnerCounts``) and store them. False when a rebalance stopped it."""
         for partition in range(self.settings.input_partitions):
             await asyncio.sleep(0)  # batches may run between partitions
             if not self.operator_reads.settled():
-                return  # rebalancing: counted again at the next interval
+                return False  # rebalancing: counted again once settled
             if self.store.owns(partition) and not self.partner_counts.known(partition):
                 stored = self.store.get(partition, counts_key(partition))
                 if stored is not None:
@@ -470,9 +492,9 @@ class Forwarder:
                     counted = await self.operator_reads.count_held(partition, self.partner_counts)
                 except Exception:
                     log.warning("counting the partners' profiles failed", exc_info=True)
-                    return
+                    return False
                 if not counted:
-                    return  # revoked or rebalancing meanwhile: counted again at the next interval
+                    return False  # revoked or rebalancing meanwhile: counted again once settled
                 log.info(
                     "partner counts of partition %d read from the state in %.2f s",
                     partition,
@@ -484,6 +506,7 @@ class Forwarder:
         for labels, count in counts.items():
             metrics.PARTNER_PROFILES.labels(*labels).set(count)
         self._partner_labels = set(counts)
+        return True
 
     async def _observe(self) -> None:
         consumer = self.app.consumer

@@ -33,6 +33,16 @@ def test_profile_state_is_recovered_from_the_changelog_after_a_restart(
     second = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path / "second", extra_env=env)
     second.start()
     try:
+        # The first worker counted its partitions at start (not an interval later) and its
+        # batches stored the counts: the new one publishes them from the table at once, well
+        # before the default 60 s interval.
+        second.wait_for(
+            lambda: second.metric(
+                "forwarder_partner_profiles", output_id=out, connection_id="c-r"
+            )
+            == 1,
+            timeout=20,
+        )
         # Already sent: a repeated add changes nothing.
         produce(second.topic("audience-memberships"), [("p1", member("p1", audience))])
         # A new connection's initial sync reads the recovered profile from the store.
