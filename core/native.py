@@ -28,6 +28,7 @@ COMPILED = (
     "streams/partner_counts.py",
     "schemas/state.py",
     "core/routing.py",
+    "core/partitioner.py",
     "streams/processor.py",
 )
 _BUILD = """

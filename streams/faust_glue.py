@@ -38,11 +38,11 @@ import faust
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import ConsumerStoppedError
-from aiokafka.partitioner import murmur2
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
+from core.partitioner import partition_for
 from core.settings import Settings
 from streams.offsets import OffsetBook
 from streams.processor import InputRecord, counts_key
@@ -312,9 +312,6 @@ class RecordBatches:
     def __init__(self, producer: Callable[[], Any]) -> None:
         self._producer = producer  # the app's aiokafka producer, which exists once it started
         self._open: dict[tuple[str, int], _OpenBatch] = {}
-        # (key, partition count) -> partition, until the flush: a profile's records to several
-        # outputs (same partition count) cost one murmur2 hash of the key, in pure Python.
-        self._partitions: dict[tuple[bytes, int], int] = {}
         # topic -> its partition count, until the flush (aiokafka builds a set per question)
         self._partition_counts: dict[str, int] = {}
 
@@ -375,18 +372,12 @@ class RecordBatches:
         if key is None:
             partition: int = producer._partition(topic, None, key, value, key, value)
             return partition
-        # Kafka's default partitioner: the key's murmur2 hash, made positive, modulo the
-        # partition count (aiokafka's own call first copies the topic's partition sets into
-        # lists, per record).
-        memo = (key, count)
-        found = self._partitions.get(memo)
-        if found is None:
-            found = self._partitions[memo] = (murmur2(key) & 0x7FFFFFFF) % count
-        return found
+        # Kafka's default partitioner, compiled (aiokafka's own call hashes in pure Python,
+        # after copying the topic's partition sets into lists, per record).
+        return partition_for(key, count)
 
     async def flush(self) -> None:
         """Hand every open batch to the producer (their futures complete on the acks)."""
-        self._partitions.clear()
         self._partition_counts.clear()
         while self._open:
             tp, batch = self._open.popitem()

@@ -15,8 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.partitioner import murmur2
-
+from core.partitioner import partition_for
 from core.routing import Routing
 from schemas.state import load_profile
 from streams.explain import explain, held_member
@@ -38,7 +37,7 @@ Answer = tuple[int, dict[str, Any]]
 def input_partition(mpid: str, partitions: int) -> int:
     """The partition of an mpid key under Kafka's default partitioner (murmur2), as upstream
     producers key the inputs: the partition that holds the profile's state."""
-    return (int(murmur2(mpid.encode())) & 0x7FFFFFFF) % partitions
+    return partition_for(mpid.encode(), partitions)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,10 +37,9 @@ def test_profile_state_is_recovered_from_the_changelog_after_a_restart(
         # batches stored the counts: the new one publishes them from the table at once, well
         # before the default 60 s interval.
         second.wait_for(
-            lambda: second.metric(
-                "forwarder_partner_profiles", output_id=out, connection_id="c-r"
-            )
-            == 1,
+            lambda: (
+                second.metric("forwarder_partner_profiles", output_id=out, connection_id="c-r") == 1
+            ),
             timeout=20,
         )
         # Already sent: a repeated add changes nothing.
