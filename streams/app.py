@@ -377,8 +377,10 @@ class Forwarder:
         self._exit_leaving_group(f"processing failed: {type(error).__name__}")
 
     async def drain(self) -> None:
-        """Start no new batch, finish the one in flight and commit it (SIGTERM's first step)."""
+        """Start no new batch, finish the one in flight and commit it, and write the table's
+        memtables to disk, so that a restart replays nothing (SIGTERM's first step)."""
         await self.app.owned_consumer.drain()
+        self.store.persist()
 
     async def _validate_batch(self, records: list[InputRecord]) -> None:
         outputs_topic = self.settings.topic(topics.OUTPUTS)

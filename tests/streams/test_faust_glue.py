@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from faust.types import TP
 
 from core.settings import Settings
 from streams.app import Forwarder
@@ -20,3 +21,18 @@ def test_the_rocksdb_table_is_opened_with_the_memory_settings(
     mib = 1024 * 1024
     assert (options.write_buffer_size, options.max_write_buffer_number) == (8 * mib, 2)
     assert options.block_cache_size == 24 * mib
+
+
+def test_a_graceful_stop_leaves_the_rocksdb_table_on_disk(tmp_path: Path) -> None:
+    """The table's writes skip RocksDB's write-ahead log (the changelog is the log): what a
+    graceful stop persists is what a restart finds without replaying the changelog."""
+    worker = Forwarder(Settings(store="rocksdb", data_dir=tmp_path))
+    worker.store.apply(3, {b"3:a": b'{"v":2}', b"3:b": b'{"v":2}'}, 41)
+    db = worker.profiles.data._db_for_partition(3)
+    assert all(log.stat().st_size == 0 for log in Path(db.path()).glob("*.log"))
+    assert db.property_int_value("rocksdb.num-entries-active-mem-table") == 3  # with the offset
+    worker.store.persist()
+    assert db.property_int_value("rocksdb.num-entries-active-mem-table") == 0
+    assert db.property_int_value("rocksdb.total-sst-files-size") > 0
+    assert worker.profiles.data.persisted_offset(TP(worker.store.changelog_topic, 3)) == 41
+    assert [key for key, _ in worker.store.items(3)] == [b"3:a", b"3:b"]

@@ -74,12 +74,17 @@ def test_a_worker_refuses_to_start_on_inputs_with_another_partition_count(tmp_pa
     )
 
 
-@pytest.mark.parametrize("store", ["memory", "rocksdb"])
-def test_many_profiles_come_back_with_their_latest_state_into_an_empty_data_dir(
-    tmp_path: Path, store: str
+@pytest.mark.parametrize(
+    ("store", "restart"),
+    [("memory", "empty data dir"), ("rocksdb", "empty data dir"), ("rocksdb", "killed")],
+)
+def test_many_profiles_come_back_with_their_latest_state(
+    tmp_path: Path, store: str, restart: str
 ) -> None:
     """Each profile's changelog holds several versions, spread over many fetched batches: a new
-    worker must end with every profile and with the last version of each."""
+    worker must end with every profile and with the last version of each. Killed (SIGKILL) and
+    restarted on its data dir, a RocksDB worker has lost what its memtables held (its writes
+    skip the write-ahead log): the changelog from the last persisted offset brings it back."""
     name = f"recn-{uuid.uuid4().hex[:8]}"
     env = {"FORWARDER_STORE": store}
     count, audience = 3_000, "aud-n"
@@ -103,9 +108,10 @@ def test_many_profiles_come_back_with_their_latest_state_into_an_empty_data_dir(
         )
         consume(forwarded, expected=3 * count, timeout=120)  # and its email's remove and add
     finally:
-        first.stop()
+        first.stop(kill=restart == "killed")
 
-    second = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path / "second", extra_env=env)
+    data_dir = tmp_path / ("first" if restart == "killed" else "second")
+    second = Worker(prefix=name + ".", app_id=name, data_dir=data_dir, extra_env=env)
     second.start(timeout=120)
     try:
         configure(
