@@ -454,7 +454,8 @@ class TableStore:
             # replays the changelog from that offset. The log cost a third of the sync's CPU
             # per member outside the decision core.
             self._write_options = WriteOptions()
-            self._write_options.disable_wal = True
+            # A property at run time; rocksdict's stub declares it a method.
+            self._write_options.disable_wal = True  # type: ignore[method-assign,assignment]
 
     @property
     def changelog_topic(self) -> str:
