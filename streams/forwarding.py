@@ -13,14 +13,16 @@ the identities that were sent.
 
 States are never mutated: a changed state is a new dict (sharing what did not change), so the
 caller can tell "unchanged" by identity. Records are plain slotted classes, not frozen ones:
-one is built per record and a frozen class costs twice as much to build.
+one is built per record and a frozen class costs twice as much to build. The classes built per
+event write their own ``__init__``: mypyc compiles it, where the one ``@dataclass`` generates
+runs interpreted (0.5 against 0.08 µs a build); the dataclass keeps their repr and equality.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from core.routing import Routing
@@ -52,16 +54,23 @@ class Source(NamedTuple):
     offset: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Drop:
     """A record that was not sent (or an attribute list that was ignored), and why."""
 
     reason: DropReason
-    output_id: str | None = None
-    connection_id: str | None = None
+    output_id: str | None
+    connection_id: str | None
+
+    def __init__(
+        self, reason: DropReason, output_id: str | None = None, connection_id: str | None = None
+    ) -> None:
+        self.reason = reason
+        self.output_id = output_id
+        self.connection_id = connection_id
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Outbound:
     """One OutboundRecord, serialized: ``value`` goes to forward-<output_id> under key mpid."""
 
@@ -70,6 +79,15 @@ class Outbound:
     action: Action
     mpid: str
     value: bytes
+
+    def __init__(
+        self, output_id: str, connection_id: str, action: Action, mpid: str, value: bytes
+    ) -> None:
+        self.output_id = output_id
+        self.connection_id = connection_id
+        self.action = action
+        self.mpid = mpid
+        self.value = value
 
 
 @dataclass(slots=True)
@@ -96,17 +114,31 @@ class ErasureOutcome:
     value: bytes
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Decision:
     """The profile's new state (None: erased, delete it) and what to send."""
 
     state: ProfileState | None
-    records: list[Outbound] = field(default_factory=list)
-    drops: list[Drop] = field(default_factory=list)
-    erasure_statuses: list[ErasureOutcome] = field(default_factory=list)
+    records: list[Outbound]
+    drops: list[Drop]
+    erasure_statuses: list[ErasureOutcome]
     # None, not an empty list, unless a connection in preview concerns the profile: one list
     # fewer per event on the hot path.
-    previews: list[Previewed] | None = None
+    previews: list[Previewed] | None
+
+    def __init__(
+        self,
+        state: ProfileState | None,
+        records: list[Outbound] | None = None,
+        drops: list[Drop] | None = None,
+        erasure_statuses: list[ErasureOutcome] | None = None,
+        previews: list[Previewed] | None = None,
+    ) -> None:
+        self.state = state
+        self.records = records if records is not None else []
+        self.drops = drops if drops is not None else []
+        self.erasure_statuses = erasure_statuses if erasure_statuses is not None else []
+        self.previews = previews
 
     def previewed(self, change: Previewed) -> None:
         if self.previews is None:
@@ -480,7 +512,7 @@ def _changed_attributes(before: dict[str, Any], after: dict[str, Any]) -> dict[s
     return changed
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Sends:
     """What the records of one reconcile (or erasure) share, and where they go."""
 
@@ -489,6 +521,20 @@ class _Sends:
     source: Source
     timestamp_ms: int
     decision: Decision
+
+    def __init__(
+        self,
+        state: ProfileState,
+        routing: Routing,
+        source: Source,
+        timestamp_ms: int,
+        decision: Decision,
+    ) -> None:
+        self.state = state
+        self.routing = routing
+        self.source = source
+        self.timestamp_ms = timestamp_ms
+        self.decision = decision
 
     def builder(self, connection: ConnectionConfig, output: Output) -> _RecordBuilder:
         connection_id = connection.connection_id
@@ -502,7 +548,7 @@ class _Sends:
         )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _RecordBuilder:
     sends: _Sends
     connection: ConnectionConfig
@@ -510,13 +556,30 @@ class _RecordBuilder:
     # The connection's config epoch (Routing.epoch): part of its record ids.
     epoch: int
     # Set for a resync's sends only: their record ids include it.
-    generation: int = 0
+    generation: int
     # A connection in preview: the actions it would have sent, instead of records.
-    preview_actions: list[Action] | None = None
-    last_action: Action | None = None
+    preview_actions: list[Action] | None
+    last_action: Action | None
     # The record_id of the connection's latest send for the profile: the next one's chains
     # on it. Starts as the one the state holds.
-    last_record_id: str | None = None
+    last_record_id: str | None
+
+    def __init__(
+        self,
+        sends: _Sends,
+        connection: ConnectionConfig,
+        output: Output,
+        epoch: int,
+        last_record_id: str | None,
+    ) -> None:
+        self.sends = sends
+        self.connection = connection
+        self.output = output
+        self.epoch = epoch
+        self.generation = 0
+        self.preview_actions = None
+        self.last_action = None
+        self.last_record_id = last_record_id
 
     def emit(self, action: Action, identities: Identities, attributes: dict[str, Any]) -> None:
         """Send a record, or, in preview, note the action that would have been sent."""
