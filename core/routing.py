@@ -25,6 +25,9 @@ class Routing:
         # connection_id -> the offset of its latest config record (0 when not read from Kafka):
         # part of its record ids, so that a reactivation's adds differ from the first ones.
         self._epochs: dict[str, int] = {}
+        # connection_id -> its resync generation, read per profile by the decisions (the
+        # model's property runs interpreted; this is read once per config record).
+        self._generations: dict[str, int] = {}
 
     def put_output(self, output: Output) -> None:
         self._retired_outputs.pop(output.output_id, None)
@@ -37,6 +40,7 @@ class Routing:
 
     def put_connection(self, connection: ConnectionConfig, epoch: int = 0) -> None:
         self._epochs[connection.connection_id] = epoch
+        self._generations[connection.connection_id] = connection.resync_generation
         self._unlink(connection.connection_id)
         self._retired_connections.pop(connection.connection_id, None)
         self.connections[connection.connection_id] = connection
@@ -69,6 +73,10 @@ class Routing:
         """The offset of the connection's latest config record, the same on every worker."""
         return self._epochs.get(connection_id, 0)
 
+    def resync_generation(self, connection_id: str) -> int:
+        """The generation of the connection's last resync (0: none)."""
+        return self._generations.get(connection_id, 0)
+
     def find_output(self, output_id: str) -> Output | None:
         """The live output, or the last version of a deleted one."""
         return self.outputs.get(output_id) or self._retired_outputs.get(output_id)
@@ -76,7 +84,7 @@ class Routing:
     def is_live(self, connection: ConnectionConfig) -> bool:
         """Active, not deleted, and its output not deleted: records may flow."""
         return (
-            connection.active
+            connection.status == "active"
             and connection.connection_id in self.connections
             and connection.output_id in self.outputs
         )

@@ -408,7 +408,7 @@ def _reconcile_connection(
     attributes = forwarded_attributes(state, connection, output)
     if connection.forwarded_attributes and not output.supports_attributes:
         drops.append(_drop("attributes_unsupported", connection, output))
-    generation = connection.resync_generation
+    generation = sends.routing.resync_generation(connection.connection_id)
     if held is not None and held.get("generation", 0) >= generation:
         held_identities = held["identities"]
         same = held_identities == wanted
