@@ -37,14 +37,12 @@ LIFT_CPU = (
     "contract (pydantic-core), reading and writing its profile state (orjson, RocksDB), "
     "reconciling each connection, appending its records to Kafka batches, and aiokafka's "
     "fetch and produce paths, whose protocol encoding and decoding are pure Python. The "
-    "decision core runs compiled (mypyc, `make native`): py-spy sees no frame inside it, so "
-    "its time shows as the own time of the Python frame calling it (`InputProcessor._handle`). "
-    "Faust's consumer thread is not what costs: running its aiokafka consumer in the main "
-    "event loop instead (an experiment, not kept) measured the same CPU per event, 234 µs "
-    "against 228 to 237 at 3,000 events/s. What would lift it: the processor's per-event loop "
-    "compiled too (streams/processor.py; mypyc refuses it as it is: its exception class and "
-    "protocols would need native-class changes), and a Kafka client whose protocol layer is "
-    "compiled."
+    "processor's loop and the decision core run compiled (mypyc, `make native`): py-spy sees "
+    "no frame inside them, so their time shows as the own time of the Python frame calling "
+    "them (`Forwarder._guarded.<locals>.handle`). Faust's consumer thread is not what costs: "
+    "running its aiokafka consumer in the main event loop instead (an experiment, not kept) "
+    "measured the same CPU per event, 234 µs against 228 to 237 at 3,000 events/s. What "
+    "would lift it: a Kafka client whose protocol layer is compiled."
 )
 LIFT_LATENCY = (
     "at a paced rate the worker's batches hold tens of events (1,000 in the steady state's "
@@ -65,12 +63,17 @@ LIFT_LATENCY = (
     "machine, also the load generator and the measuring consumer on cores of their own."
 )
 LIFT_SYNC = (
-    "each member costs a state read (one pass of a RocksDB iterator over a snapshot, and an "
-    "orjson decode), a reconcile of the synced connections (compiled), a state write (a "
-    "changelog record and a RocksDB put) and an outbound record (murmur2 of its key, in pure "
-    "Python, and a batch append): two records produced per member against the passthrough's "
-    "one, which keeps no state. What would lift it: the processor's sync loop compiled, and a "
-    "partitioner and record-batch builder without a Python call per record."
+    "each member costs a state read (a RocksDB iterator step over a snapshot, and an orjson "
+    "decode of the whole state), a reconcile of the synced connections, the state encoded "
+    "again and written (a changelog record and a RocksDB put, without a write-ahead log), and "
+    "an outbound record (its partition from the compiled murmur2, and an append to a Kafka "
+    "record batch whose CRC32C is computed when it is built): two records produced per member "
+    "against the passthrough's one, which keeps no state, and RocksDB's compactions of the "
+    "rewritten states beside the main thread (about a fifth of a core). The processor's loop "
+    "and the decision core run compiled; what is left in the main thread is mostly C (orjson, "
+    "blake2b record ids, RocksDB, aiokafka's batch builder) and aiokafka's produce path. What "
+    "would lift it: a state layout a sync can extend without decoding and encoding the whole "
+    "state, and a record-batch builder called once per batch instead of once per record."
 )
 
 
