@@ -37,7 +37,6 @@ from streams import metrics
 from streams.faust_glue import (
     BoundedWorker,
     ForwarderApp,
-    RecordBatches,
     TableStore,
     credentials,
     describe_producer,
@@ -57,6 +56,7 @@ from streams.processor import (
     counts_key,
     send_dead_letter,
 )
+from streams.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,10 @@
   never delivered, is left to the table changelogs.
 - ``TableStore`` implements the processor's ``StateStore`` over a Faust table: reads go to the
   store of the event's partition, writes produce the changelog records themselves (one record
-  per touched profile, in ``RecordBatches``) and, once Kafka acknowledged them, write them to
-  the store as Faust's recovery would (``apply``, also used by the bulk recovery), which keeps
-  RocksDB's persisted changelog offsets right. This replaces Faust's one-message-at-a-time
-  changelog buffer.
-- ``RecordBatches`` builds every record the worker sends into Kafka record batches per
-  partition, handed to the producer once per flush.
+  per touched profile, in the worker's record batches) and, once Kafka acknowledged them, write
+  them to the store as Faust's recovery would (``apply``, also used by the bulk recovery),
+  which keeps RocksDB's persisted changelog offsets right. This replaces Faust's
+  one-message-at-a-time changelog buffer.
 - ``BoundedWorker`` is Faust's worker with a deadline on SIGTERM.
 
 Private Faust API used here (an upgrade could break it; the integration tests on both stores
@@ -31,7 +29,6 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
@@ -42,10 +39,10 @@ from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
-from core.partitioner import partition_for
 from core.settings import Settings
 from streams.offsets import OffsetBook
 from streams.processor import InputRecord, counts_key
+from streams.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
 
@@ -292,122 +289,6 @@ class ForwarderApp(faust.App):
         return cast(OwnedConsumer, self.consumer)
 
 
-@dataclass(slots=True)
-class _OpenBatch:
-    builder: Any  # aiokafka's BatchBuilder
-    # Completes with the batch's RecordMetadata (its base offset) once Kafka acknowledged it.
-    acknowledged: asyncio.Future[Any]
-    count: int = 0
-
-
-class RecordBatches:
-    """Records queued per partition into Kafka record batches, each sent with one
-    ``send_batch`` at ``flush``: about 4 µs a record, against about 20 through aiokafka's
-    per-message ``send`` (a future, a metadata object and a partitioner call per record).
-
-    Keyed records without a partition go where Kafka's default partitioner puts them (murmur2
-    of the key), so consumers see the same partitioning as from any Kafka client.
-    """
-
-    def __init__(self, producer: Callable[[], Any]) -> None:
-        self._producer = producer  # the app's aiokafka producer, which exists once it started
-        self._open: dict[tuple[str, int], _OpenBatch] = {}
-        # topic -> its partition count, until the flush (aiokafka builds a set per question)
-        self._partition_counts: dict[str, int] = {}
-
-    def append(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
-    ) -> tuple[asyncio.Future[Any], int] | None:
-        """Queue one record at once, without a coroutine (the hot path): returns the future of
-        its batch's acknowledgement, which completes after ``flush``, and the record's index in
-        that batch (its offset is the batch's base offset plus the index). None when something
-        must be waited for (``add`` does): the topic's metadata, or the send of a full batch."""
-        producer = self._producer()
-        if partition is None:
-            partition = self._partition_of(producer, topic, key, value)
-            if partition is None:
-                return None
-        tp = (topic, partition)
-        batch = self._open.get(tp)
-        if batch is None:
-            batch = self._open[tp] = _OpenBatch(
-                producer.create_batch(), asyncio.get_running_loop().create_future()
-            )
-        if batch.builder.append(timestamp=None, key=key, value=value) is None:
-            return None  # the batch is full, and closed by aiokafka
-        batch.count += 1
-        return batch.acknowledged, batch.count - 1
-
-    async def add(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
-    ) -> tuple[asyncio.Future[Any], int]:
-        """``append``, waiting for what it cannot."""
-        placed = self.append(topic, key, value, partition)
-        if placed is not None:
-            return placed
-        producer = self._producer()
-        if partition is None:
-            partition = self._partition_of(producer, topic, key, value)
-            if partition is None:
-                await producer.client._wait_on_metadata(topic)
-                return await self.add(topic, key, value)
-        # The partition's open batch is full (an empty one takes any record): it goes now, and
-        # the record starts the next one.
-        tp = (topic, partition)
-        await self._send(tp, self._open.pop(tp))
-        placed = self.append(topic, key, value, partition)
-        assert placed is not None, "an empty batch takes any record"
-        return placed
-
-    def _partition_of(
-        self, producer: Any, topic: str, key: bytes | None, value: bytes | None
-    ) -> int | None:
-        """Where a record without a partition goes (None: the topic's metadata is unknown)."""
-        count = self._partition_counts.get(topic)
-        if count is None:
-            partitions = producer._metadata.partitions_for_topic(topic)
-            if partitions is None:
-                return None
-            count = self._partition_counts[topic] = len(partitions)
-        if key is None:
-            partition: int = producer._partition(topic, None, key, value, key, value)
-            return partition
-        # Kafka's default partitioner, compiled (aiokafka's own call hashes in pure Python,
-        # after copying the topic's partition sets into lists, per record).
-        return partition_for(key, count)
-
-    async def flush(self) -> None:
-        """Hand every open batch to the producer (their futures complete on the acks)."""
-        self._partition_counts.clear()
-        while self._open:
-            tp, batch = self._open.popitem()
-            await self._send(tp, batch)
-
-    async def _send(self, tp: tuple[str, int], batch: _OpenBatch) -> None:
-        topic, partition = tp
-        # Closed, the batch goes out at once. Open, it would wait out the producer's linger
-        # (5 ms by default, twice per batch: outbound, then changelog) to gain nothing, since
-        # the batch is complete and awaits this acknowledgement before sending anything else.
-        batch.builder.close()
-        try:
-            sent = await self._producer().send_batch(batch.builder, topic, partition=partition)
-        except BaseException as error:
-            batch.acknowledged.set_exception(error)
-            raise
-        sent.add_done_callback(lambda done: _complete(done, batch.acknowledged))
-
-
-def _complete(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
-    if target.done():
-        return
-    if source.cancelled():
-        target.cancel()
-    elif (error := source.exception()) is not None:
-        target.set_exception(error)
-    else:
-        target.set_result(source.result())
-
-
 def kafka_producer(app: faust.App) -> Any:
     """The aiokafka producer inside Faust's (None before the app started)."""
     return cast(Any, app.producer)._producer
@@ -511,13 +392,7 @@ class TableStore:
         return len(self._table.data.data) if not self._rocksdb else 0
 
     async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> Awaitable[None]:
-        topic = self.changelog_topic
-        batches = self._batches
-        placed = [
-            batches.append(topic, key, value, partition)
-            or await batches.add(topic, key, value, partition)
-            for key, value in changes.items()
-        ]
+        placed = await self._batches.add_all(self.changelog_topic, partition, changes)
         await self._batches.flush()
         return self._apply_acknowledged(partition, changes, placed)
 

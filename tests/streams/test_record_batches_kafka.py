@@ -14,7 +14,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from core.kafka_admin import create_topics, wait_for_topics
 from devtools.local import BOOTSTRAP
-from streams.faust_glue import RecordBatches
+from streams.record_batches import RecordBatches
 
 OPTIONS = {"bootstrap_servers": BOOTSTRAP}
 PARTITIONS = 3
