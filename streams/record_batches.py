@@ -1,9 +1,5 @@
-"""Records queued into Kafka record batches per partition, each handed to aiokafka's producer
-whole: the worker's outbound records and its state writes (the table's changelog).
-
-Compiled with the hot path (core/native.py): every outbound record and every state write is
-appended here.
-"""
+"""The worker's Kafka record batches: every outbound record and every state write (the table's
+changelog) is appended here. Compiled with the hot path (core/native.py)."""
 
 from __future__ import annotations
 
@@ -24,8 +20,9 @@ class _OpenBatch:
 
 class RecordBatches:
     """Records queued per partition into Kafka record batches, each sent with one
-    ``send_batch`` at ``flush``: about 4 µs a record, against about 20 through aiokafka's
-    per-message ``send`` (a future, a metadata object and a partitioner call per record).
+    ``send_batch`` at ``flush``: about 1.5 µs a record appended, against about 20 through
+    aiokafka's per-message ``send`` (a future, a metadata object and a partitioner call per
+    record).
 
     Keyed records without a partition go where Kafka's default partitioner puts them (murmur2
     of the key), so consumers see the same partitioning as from any Kafka client.
