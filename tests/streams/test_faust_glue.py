@@ -21,6 +21,7 @@ def test_the_rocksdb_table_is_opened_with_the_memory_settings(
     mib = 1024 * 1024
     assert (options.write_buffer_size, options.max_write_buffer_number) == (8 * mib, 2)
     assert options.block_cache_size == 24 * mib
+    assert options.bloom_filter_size == 10  # bits a key: a new profile's lookup skips the data
 
 
 def test_a_graceful_stop_leaves_the_rocksdb_table_on_disk(tmp_path: Path) -> None:
