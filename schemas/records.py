@@ -212,10 +212,6 @@ class ConnectionConfig(_Record):
     )
 
     @property
-    def active(self) -> bool:
-        return self.status == "active"
-
-    @property
     def resync_generation(self) -> int:
         return self.resync.generation if self.resync is not None else 0
 
