@@ -14,10 +14,11 @@
 
 Private Faust API used here (an upgrade could break it; the integration tests on both stores
 would catch it): the consumer's fetch loop (``_drain_messages``, ``_wait_next_records``,
-``_commit``), the app's ``_new_transport``, the RocksDB store's ``_db_for_partition`` and
-``offset_key``, the memory store's ``data`` dict, the consumer thread's aiokafka consumer and
-its coordinator's ``_maybe_leave_group`` (a fatal exit's leave), the producer's aiokafka
-producer and, for a log line only, its accumulator and sender.
+``_commit``), the app's ``_new_transport``, the RocksDB store's ``_db_for_partition``,
+``_dbs`` (a graceful stop flushes each) and ``offset_key``, the memory store's ``data`` dict,
+the consumer thread's aiokafka consumer and its coordinator's ``_maybe_leave_group`` (a fatal
+exit's leave), the producer's aiokafka producer and, for a log line only, its accumulator and
+sender.
 """
 
 from __future__ import annotations
