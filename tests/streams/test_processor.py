@@ -20,6 +20,7 @@ from streams import processor as processor_module
 from streams.operator_reads import OperatorReads
 from streams.partner_counts import PartnerCounts, load_counts
 from streams.processor import (
+    COMPLETING_MAX,
     InputProcessor,
     InputRecord,
     Limits,
@@ -208,20 +209,21 @@ async def test_the_next_batch_reads_the_states_whose_writes_are_still_in_flight(
     await processor.process([profile("m1", ios_idfa="A", email="a@x.io"), member("m1")])
     assert store.state(0, "m1") is None  # its changelog is not acknowledged yet
     changed = {"type": "profile_update", "mpid": "m1", "timestamp_ms": 3}
-    second = asyncio.create_task(
-        processor.process([record(PROFILES, "m1", {**changed, "identities": {"email": "b@x.io"}})])
+    # The batch runs at once: it does not wait for the first one's acknowledgements.
+    await processor.process(
+        [record(PROFILES, "m1", {**changed, "identities": {"email": "b@x.io"}})]
     )
-    await asyncio.sleep(0.05)
     # Decided from the first batch's state: a remove of what it sent, then an add.
     assert [(r["action"], r["identities"][0]["value"]) for r in producer.on("forward-mail")] == [
         ("add", "a@x.io"),
         ("remove", "a@x.io"),
         ("add", "b@x.io"),
     ]
-    assert not second.done()  # its own state write waits for the first one's, in order
+    await asyncio.sleep(0.05)
+    assert store.writes == 1  # its own state write waits for the first one's, in order
     store.acknowledge.set()
-    await second
     await processor.settle()
+    assert store.writes == 2
     state = store.state(0, "m1")
     assert state is not None and state["identities"]["email"] == ["b@x.io"]
 
@@ -243,6 +245,21 @@ async def test_an_acknowledgement_that_never_comes_fails_the_batch_without_stori
     with pytest.raises(AckTimeoutError):
         await processor.process([profile("m1", ios_idfa="A"), member("m1")])
     assert store.state(0, "m1") is None
+
+
+async def test_at_most_completing_max_batches_wait_for_their_acknowledgements() -> None:
+    processor, _, store = make()
+    store.acknowledge.clear()
+    for n in range(COMPLETING_MAX):
+        await processor.process([profile(f"m{n}", ios_idfa="A"), member(f"m{n}")])
+    waiting = asyncio.create_task(processor.process([profile("last", ios_idfa="B")]))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    store.acknowledge.set()
+    await waiting
+    await processor.settle()
+    assert store.writes == COMPLETING_MAX + 1
+    assert all(store.state(0, f"m{n}") for n in range(COMPLETING_MAX))
 
 
 async def test_state_of_a_partition_revoked_during_the_batch_is_not_written() -> None:
@@ -331,6 +348,27 @@ async def test_a_sync_reconciles_every_member_in_chunks(monkeypatch: pytest.Monk
     assert sorted(r["mpid"] for r in producer.on("forward-push")) == sorted(members)
     assert store.writes - writes_before == 4  # 10 members in chunks of 3
     assert all("c-push" in (store.state(0, m) or {})["sent"] for m in members)
+
+
+async def test_a_syncs_chunks_go_out_unacknowledged_and_write_nothing_until_acknowledged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(processor_module, "SYNC_CHUNK", 3)
+    members = [f"m{n}" for n in range(6)]
+    routing, processor, producer, store = await ads_members(members)
+    routing.put_output(resolve_output(output("push", ["ios_idfa"])))
+    routing.put_connection(connection("c-push", "push"))
+    processor.limits = Limits(max_record_bytes=65_536, max_identity_values=5, ack_timeout_s=0.2)
+    writes_before = store.writes
+    producer.hold = True  # no send is acknowledged
+    config = {"topic": "forwarder-connections", "partition": 0, "offset": 0}
+    request = {"kind": "connection", "id": "c-push", "config": config}
+    with pytest.raises(AckTimeoutError):
+        await processed(processor, [record(SYNC, "c-push", request)])
+    # Both chunks were sent without waiting; neither wrote a state that says so.
+    assert sorted(r["mpid"] for r in producer.on("forward-push")) == members
+    assert store.writes == writes_before
+    assert not any("c-push" in (store.state(0, m) or {})["sent"] for m in members)
 
 
 async def test_one_scan_serves_the_sync_requests_of_a_partition_in_a_batch() -> None:
