@@ -33,7 +33,9 @@ from devtools.local import BOOTSTRAP
 _DEFAULTS = Settings.model_fields
 
 
-async def passthrough(inputs: list[str], output: str, group: str) -> None:
+async def passthrough(
+    inputs: list[str], output: str, group: str, ready_file: Path | None = None
+) -> None:
     consumer = AIOKafkaConsumer(
         *inputs,
         bootstrap_servers=BOOTSTRAP,
@@ -51,9 +53,14 @@ async def passthrough(inputs: list[str], output: str, group: str) -> None:
     await producer.start()
     state: dict[bytes, dict[str, Any]] = {}
     batch_max = _DEFAULTS["batch_max"].default
+    announce = ready_file is not None
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=100, max_records=batch_max)
+            if announce and consumer.assignment():
+                # In the group, with partitions: a paced load may start.
+                _announce(ready_file)
+                announce = False
             pending = []
             for messages in batches.values():
                 for message in messages:
@@ -67,6 +74,11 @@ async def passthrough(inputs: list[str], output: str, group: str) -> None:
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+def _announce(ready_file: Path | None) -> None:
+    if ready_file is not None:
+        ready_file.touch()
 
 
 async def measure(
@@ -97,9 +109,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--group", required=True)
     parser.add_argument("--output", required=True)
+    parser.add_argument("--ready-file", type=Path, help="created once partitions are assigned")
     parser.add_argument("inputs", nargs="+")
     args = parser.parse_args()
-    uvloop.run(passthrough(args.inputs, args.output, args.group))
+    uvloop.run(passthrough(args.inputs, args.output, args.group, args.ready_file))
 
 
 if __name__ == "__main__":

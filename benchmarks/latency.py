@@ -4,6 +4,10 @@ New profiles are offered at a constant rate, each as a profile update and a memb
 stamped with their produce time (``timestamp_ms``, which the worker carries into every
 outbound record); latency is an outbound record's arrival here minus that stamp. Keys go to
 their partitions by Kafka's default partitioner, as a user's producer sends them.
+
+The raw aiokafka passthrough (benchmarks/baseline_raw.py) is offered the same load on topics
+of its own, in the same run: what a plain consumer-producer loop's latency is on this machine
+at that rate (it forwards each input record as it is, ``timestamp_ms`` included).
 """
 
 from __future__ import annotations
@@ -20,8 +24,16 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from benchmarks import data, deploy
-from benchmarks.harness import Subprocess, Throughput, Watch, check_counts
-from devtools.local import BOOTSTRAP, Worker
+from benchmarks.harness import (
+    CpuSampler,
+    ScenarioError,
+    Subprocess,
+    Throughput,
+    Watch,
+    check_counts,
+    create_topics,
+)
+from devtools.local import BOOTSTRAP
 from schemas import topics
 
 # Offered at the same rate before the measured seconds, out of the percentiles: a process's
@@ -34,6 +46,8 @@ UNACKNOWLEDGED_CHECK = 2000
 
 @dataclass
 class LatencyResult:
+    """One process's latency under the offered load."""
+
     offered_events_per_s: float
     seconds: float
     outbound: int
@@ -42,53 +56,111 @@ class LatencyResult:
     max_ms: float
     # the 1st to 99th percentiles, for the chart
     percentiles_ms: list[float]
-    # what the worker did at that load, with its CPU per event
-    forwarder: Throughput
+    # what the process did at that load, with its CPU per event
+    process: Throughput
+
+
+@dataclass
+class _Load:
+    """The offered load: profiles in the warm-up, then in the measured seconds."""
+
+    events_per_s: float
+    seconds: float
+
+    @property
+    def profiles(self) -> int:
+        warm_up = int(self.events_per_s * WARM_UP_S / 2)
+        return warm_up + max(1, int(self.events_per_s * self.seconds / 2))
 
 
 async def run(
     run_dir: Path, run_id: str, store: str, events_per_s: float, seconds: float
 ) -> LatencyResult:
+    """The forwarder worker under the load."""
+    load = _Load(events_per_s, seconds)
     worker = deploy.worker(run_dir, f"{run_id}-latency", store=store)
     outputs = data.OUTPUT_IDENTITIES
     await deploy.prepare(worker, outputs, [(data.AUDIENCE, output_id) for output_id in outputs])
-    profiles = max(1, int(events_per_s * seconds / 2))
-    warm_up = int(events_per_s * WARM_UP_S / 2)
-    expected = dict.fromkeys(deploy.outbound_topics(worker, list(outputs)), warm_up + profiles)
+    expected = dict.fromkeys(deploy.outbound_topics(worker, list(outputs)), load.profiles)
     running = deploy.Running(worker)
     try:
         await running.ready(120)
         await deploy.settle([worker])
-        # What this process holds so far (the earlier scenarios' data) out of the collector's
-        # full scans: their pauses would delay the arrivals read here, and count as latency.
-        gc.freeze()
-        watch = Watch(list(expected), sum(expected.values()), latency_warm_up_s=WARM_UP_S)
-        await watch.start(first_within=60, idle_within=30)
-        await offered(run_dir, worker, warm_up + profiles, events_per_s)
+        watch = await _watching(expected)
+        await offered(run_dir, deploy.input_topics(worker), load)
         arrivals = await watch.result()
     finally:
         running.stop()
     check_counts(arrivals, expected, "latency run")
-    cuts = statistics.quantiles(arrivals.latencies_ms, n=100, method="inclusive")
+    process = watch.timed("forwarder at half load", 2 * load.profiles, running.cpu)
+    return _result(load, arrivals.latencies_ms, arrivals.total, process)
+
+
+async def run_raw(run_dir: Path, run_id: str, events_per_s: float, seconds: float) -> LatencyResult:
+    """The raw aiokafka passthrough under the same load."""
+    load = _Load(events_per_s, seconds)
+    name = f"{run_id}-latency-raw"
+    inputs = [f"{name}.{topics.PROFILE_UPDATES}", f"{name}.{topics.AUDIENCE_MEMBERSHIPS}"]
+    output = f"{name}.out"
+    await create_topics([*inputs, output], partitions=deploy.PARTITIONS)
+    ready = run_dir / f"{name}.ready"
+    process = Subprocess(
+        "benchmarks.baseline_raw",
+        ["--group", name, "--output", output, "--ready-file", str(ready), *inputs],
+        run_dir / f"{name}.log",
+    )
+    cpu = CpuSampler(process.process.pid)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            process.check_alive()
+            if time.monotonic() > deadline:
+                raise ScenarioError("the raw passthrough got no partitions within 60 s")
+            await asyncio.sleep(0.1)
+        watch = await _watching({output: 2 * load.profiles})
+        await offered(run_dir, inputs, load)
+        arrivals = await watch.result()
+        process.check_alive()
+    finally:
+        cpu.stop()
+        process.stop()
+    check_counts(arrivals, {output: 2 * load.profiles}, "raw latency run")
+    timed = watch.timed("raw passthrough at half load", 2 * load.profiles, cpu)
+    return _result(load, arrivals.latencies_ms, arrivals.total, timed)
+
+
+async def _watching(expected: dict[str, int]) -> Watch:
+    # What this process holds so far (the earlier scenarios' data) out of the collector's
+    # full scans: their pauses would delay the arrivals read here, and count as latency.
+    gc.freeze()
+    watch = Watch(list(expected), sum(expected.values()), latency_warm_up_s=WARM_UP_S)
+    await watch.start(first_within=60, idle_within=30)
+    return watch
+
+
+def _result(
+    load: _Load, latencies_ms: list[float], outbound: int, process: Throughput
+) -> LatencyResult:
+    cuts = statistics.quantiles(latencies_ms, n=100, method="inclusive")
     return LatencyResult(
-        offered_events_per_s=events_per_s,
-        seconds=seconds,
-        outbound=arrivals.total,
+        offered_events_per_s=load.events_per_s,
+        seconds=load.seconds,
+        outbound=outbound,
         p50_ms=cuts[49],
         p99_ms=cuts[98],
-        max_ms=max(arrivals.latencies_ms),
+        max_ms=max(latencies_ms),
         percentiles_ms=cuts,
-        forwarder=watch.timed("forwarder at half load", 2 * (warm_up + profiles), running.cpu),
+        process=process,
     )
 
 
-async def offered(run_dir: Path, worker: Worker, profiles: int, events_per_s: float) -> None:
+async def offered(run_dir: Path, inputs: list[str], load: _Load) -> None:
     """Offer the load from a process of its own: in this one, the producer and the consumer
     measuring the latency would share one interpreter lock, and at thousands of events a
     second each would hold the other's records back."""
-    args = [worker.topic(topics.PROFILE_UPDATES), worker.topic(topics.AUDIENCE_MEMBERSHIPS)]
+    profiles, events_per_s = load.profiles, load.events_per_s
     process = Subprocess(
-        "benchmarks.latency", [*args, str(profiles), str(events_per_s)], run_dir / "offer.log"
+        "benchmarks.latency", [*inputs, str(profiles), str(events_per_s)], run_dir / "offer.log"
     )
     try:
         within = 2 * profiles / events_per_s + 120

@@ -88,6 +88,8 @@ class Results:
     partitions: int
     steady: SteadyResult | None = None
     latency: LatencyResult | None = None
+    # the raw aiokafka passthrough under the same offered load, in the same run
+    latency_raw: LatencyResult | None = None
     million: MillionResult | None = None
     scale_out: ScaleOutResult | None = None
     # scenario -> what went wrong, shown in the report instead of a figure
@@ -175,6 +177,8 @@ def _steady_goals(r: Results) -> list[Goal]:
         return [*found, Goal(*latency, _why(r, "latency"))]
     measured = f"{lat.p99_ms:.1f} ms (p50 {lat.p50_ms:.1f}, max {lat.max_ms:.1f})"
     basis = f"offered {_fmt(lat.offered_events_per_s)} events/s"
+    if r.latency_raw:
+        basis += f"; raw passthrough at that load: p99 {r.latency_raw.p99_ms:.1f} ms"
     # the latency run is not profiled (py-spy would add to it): the steady state's profile
     # shows what a batch's time is made of
     return [
@@ -359,7 +363,7 @@ def _markdown(r: Results, charts: list[str]) -> str:
     if r.steady:
         lines += _steady_section(r.steady)
     if r.latency:
-        lines += _latency_section(r.latency)
+        lines += _latency_section(r.latency, r.latency_raw)
     if r.million:
         lines += _million_section(r.million)
     if r.scale_out:
@@ -401,7 +405,8 @@ def _steady_section(s: SteadyResult) -> list[str]:
     ]
 
 
-def _latency_section(lat: LatencyResult) -> list[str]:
+def _latency_section(lat: LatencyResult, raw: LatencyResult | None) -> list[str]:
+    rows = [("forwarder", lat)] + ([("raw aiokafka passthrough", raw)] if raw else [])
     return [
         "## Latency at half load",
         "",
@@ -410,12 +415,18 @@ def _latency_section(lat: LatencyResult) -> list[str]:
         f"rate) for {lat.seconds:.0f} s after a {WARM_UP_S:.0f} s warm-up at the same rate "
         f"({_fmt(lat.outbound)} outbound records in all); latency is an outbound record's "
         "arrival at a consumer minus its input record's produce time (carried in "
-        "`timestamp_ms`), over the records produced after the warm-up.",
+        "`timestamp_ms`), over the records produced after the warm-up. The raw aiokafka "
+        "passthrough of the steady state is offered the same load on topics of its own, right "
+        "after the forwarder: it forwards each input record as it is, and commits after each "
+        "batch's sends are acknowledged.",
         "",
-        "| p50 | p99 | max | Worker CPU µs/event | Cores busy |",
-        "|---|---|---|---|---|",
-        f"| {lat.p50_ms:.1f} ms | {lat.p99_ms:.1f} ms | {lat.max_ms:.1f} ms "
-        f"| {lat.forwarder.cpu_us_per_event:.1f} | {lat.forwarder.cores:.2f} |",
+        "| Process under test | p50 | p99 | max | CPU µs/event | Cores busy |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {name} | {r.p50_ms:.1f} ms | {r.p99_ms:.1f} ms | {r.max_ms:.1f} ms "
+            f"| {r.process.cpu_us_per_event:.1f} | {r.process.cores:.2f} |"
+            for name, r in rows
+        ),
         "",
     ]
 
@@ -509,7 +520,7 @@ def _charts(r: Results, out: Path) -> list[str]:
     if r.steady:
         rates += [r.steady.raw, r.steady.bare_faust, r.steady.forwarder]
     if r.latency:
-        rates.append(r.latency.forwarder)
+        rates.append(r.latency.process)
     if r.million:
         rates += [t for t in (r.million.load, r.million.sync) if t]
     if rates:
@@ -523,7 +534,9 @@ def _charts(r: Results, out: Path) -> list[str]:
         names.append(_save(fig, out / "throughput.png"))
     if r.latency:
         fig, ax = plt.subplots(figsize=(7, 4))
-        ax.plot(r.latency.percentiles_ms, range(1, 100))
+        ax.plot(r.latency.percentiles_ms, range(1, 100), label="forwarder")
+        if r.latency_raw:
+            ax.plot(r.latency_raw.percentiles_ms, range(1, 100), label="raw passthrough")
         ax.axvline(50, color="red", linestyle="--", label="goal: p99 < 50 ms")
         ax.set_xlabel("latency (ms)")
         ax.set_ylabel("percentile")

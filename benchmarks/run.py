@@ -144,6 +144,11 @@ async def suite(args: argparse.Namespace, sizes: Sizes, run_dir: Path) -> Result
                     "latency",
                     latency.run(run_dir, run_id, args.store, half, sizes.latency_seconds),
                 )
+                results.latency_raw = await attempt(
+                    results,
+                    "latency-raw",
+                    latency.run_raw(run_dir, run_id, half, sizes.latency_seconds),
+                )
         if only & {"recovery", "sync"}:
             results.million = million.MillionResult(sizes.million_profiles, deploy.PARTITIONS)
             scenario = million.run(

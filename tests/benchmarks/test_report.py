@@ -12,6 +12,7 @@ import pytest
 from benchmarks import data
 from benchmarks.deploy import Ready
 from benchmarks.harness import CpuSampler, Throughput, cpu_seconds
+from benchmarks.latency import LatencyResult
 from benchmarks.million import MillionResult
 from benchmarks.profiling import Profile, summarize
 from benchmarks.report import GB, LIFT_CPU, LIFT_SYNC, Results, goals, write
@@ -93,6 +94,35 @@ def test_a_missed_goal_links_the_profile_that_bounds_it(tmp_path: Path) -> None:
     # The missed CPU goal says what bounds it; the met sync goal says nothing.
     assert "- **Worker CPU outside Faust's consume path" in report and LIFT_CPU in report
     assert LIFT_SYNC not in report
+
+
+def latency(p50: float, p99: float) -> LatencyResult:
+    return LatencyResult(
+        offered_events_per_s=16_000,
+        seconds=20,
+        outbound=100,
+        p50_ms=p50,
+        p99_ms=p99,
+        max_ms=p99 * 1.5,
+        percentiles_ms=[p50] * 99,
+        process=Throughput("p", 368_000, 552_000, 23.0, 11.0),
+    )
+
+
+def test_the_latency_goal_is_the_forwarders_p99_beside_the_raw_passthroughs(
+    tmp_path: Path,
+) -> None:
+    r = results()
+    r.latency, r.latency_raw = latency(20.0, 45.0), latency(26.0, 61.4)
+    goal = next(g for g in goals(r) if g.name.startswith("p99 latency"))
+    assert goal.met is True
+    assert goal.basis == "offered 16,000 events/s; raw passthrough at that load: p99 61.4 ms"
+    write(r, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "| forwarder | 20.0 ms | 45.0 ms | 67.5 ms | 29.9 | 0.48 |" in report
+    assert "| raw aiokafka passthrough | 26.0 ms | 61.4 ms |" in report
+    r.latency = latency(20.0, 50.0)
+    assert next(g for g in goals(r) if g.name.startswith("p99 latency")).met is False
 
 
 async def test_cpu_of_an_interval_is_read_off_the_samples() -> None:
