@@ -60,6 +60,14 @@ from streams.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
 
+# The collector's thresholds once started. A batch holds thousands of container objects
+# (parsed records, states, decisions, futures) until its end, so with Python's default (700,
+# 10, 10) young collections ran dozens of times per batch and promoted each batch's objects to
+# be scanned again: 12% of the worker's CPU in the steady state and 8% in a load and sync
+# (measured with gc.callbacks), against under 2% with these. Most objects are freed by their
+# reference counts, which the thresholds count against, so a collection still comes after
+# 50,000 container objects more alive than freed.
+GC_THRESHOLDS = (50_000, 20, 10)
 # Longest a rebalance's rewind of uncommitted partitions may take before the worker restarts.
 REWIND_TIMEOUT_S = 30.0
 # Longest a fatal exit waits for the group coordinator to take this member out of the group.
@@ -339,6 +347,7 @@ class Forwarder:
             # The start-up's objects (modules, Faust's services) live as long as the process:
             # out of the collector's full scans, which otherwise walk them again and again.
             gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
 
     async def _on_output(self, output: Output) -> None:
         await self.outbound_topic(output.output_id)
