@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.local import Worker, consume, create_topics_async, produce
+from devtools.local import Worker, consume, create_topics_async, end_offsets_async, produce
 from tests.streams.test_forwarding_kafka import configure, connect, custom_output, member, profile
 
 
@@ -124,3 +124,43 @@ def test_many_profiles_come_back_with_their_latest_state(
         assert emails == {f"p{i}": f"new{i}@x.com" for i in range(count)}
     finally:
         second.stop()
+
+
+def test_a_sync_killed_midway_reaches_every_member_after_a_restart(tmp_path: Path) -> None:
+    """A sync's chunks go out before the chunks ahead of them are acknowledged: a worker killed
+    (SIGKILL) in the middle of a sync has sent records whose states it never wrote. Restarted on
+    its data dir, it reads the sync request again and must reach every member, a member sent
+    twice under one record_id."""
+    name = f"recs-{uuid.uuid4().hex[:8]}"
+    count, audience = 40_000, "aud-s"
+    worker = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path / "w", partitions=4)
+    worker.start()
+    try:
+        configure(worker, [custom_output("out-a", ["email"])], [connect("c-a", audience, "out-a")])
+        mpids = [f"s{i}" for i in range(count)]
+        produce(
+            worker.topic("profile-updates"),
+            [(m, profile(m, {"email": f"{m}@x.com", "ios_idfa": f"IDFA-{m}"})) for m in mpids],
+        )
+        produce(worker.topic("audience-memberships"), [(m, member(m, audience)) for m in mpids])
+        consume(worker.topic("forward-out-a"), expected=count, timeout=120, settle=0)
+
+        late = worker.topic("forward-out-b")
+        output = custom_output("out-b", ["ios_idfa"])
+        produce(worker.topic("forwarder-outputs"), [("out-b", output)])
+        produce(worker.topic("forwarder-connections"), [("c-b", connect("c-b", audience, "out-b"))])
+        consume(late, expected=2_000, timeout=120, settle=0)
+        worker.kill()
+        sent = sum(asyncio.run(end_offsets_async([late])).values())
+        assert sent < count, "the kill came after the sync: nothing left to test"
+
+        worker.start(timeout=120)
+        records = consume(late, expected=count, timeout=120, settle=2)
+        ids: dict[str, set[str]] = {}
+        for _, value, _ in records:
+            assert value["action"] == "add"
+            ids.setdefault(value["mpid"], set()).add(value["record_id"])
+        assert set(ids) == set(mpids), "every member reached the new output"
+        assert all(len(found) == 1 for found in ids.values()), "a member sent twice, one id"
+    finally:
+        worker.stop()
