@@ -53,14 +53,13 @@ async def passthrough(
     await producer.start()
     state: dict[bytes, dict[str, Any]] = {}
     batch_max = _DEFAULTS["batch_max"].default
-    announce = ready_file is not None
     try:
         while True:
             batches = await consumer.getmany(timeout_ms=100, max_records=batch_max)
-            if announce and consumer.assignment():
+            if ready_file is not None and consumer.assignment():
                 # In the group, with partitions: a paced load may start.
                 _announce(ready_file)
-                announce = False
+                ready_file = None
             pending = []
             for messages in batches.values():
                 for message in messages:
@@ -76,9 +75,8 @@ async def passthrough(
         await consumer.stop()
 
 
-def _announce(ready_file: Path | None) -> None:
-    if ready_file is not None:
-        ready_file.touch()
+def _announce(ready_file: Path) -> None:
+    ready_file.touch()
 
 
 async def measure(
