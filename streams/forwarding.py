@@ -277,21 +277,18 @@ def reconcile(
     for audience_id, membership in state["memberships"].items():
         if membership["member"]:
             for member_connection in routing.connections_for(audience_id):
-                candidates[member_connection.connection_id] = member_connection
-    for connection_id in state["sent"]:
-        if connection_id not in candidates:
-            candidates[connection_id] = routing.find_connection(connection_id)
+                if only is None or member_connection.connection_id in only:
+                    candidates[member_connection.connection_id] = member_connection
     previewed = state.get("preview") or {}
-    for connection_id in previewed:
-        if connection_id not in candidates:
-            candidates[connection_id] = routing.find_connection(connection_id)
+    for held_ids in (state["sent"], previewed):
+        for connection_id in held_ids:
+            if connection_id not in candidates and (only is None or connection_id in only):
+                candidates[connection_id] = routing.find_connection(connection_id)
     sent = dict(state["sent"])
     preview = dict(previewed)
     decision = Decision(state=state)
     sends = _Sends(state, routing, source, timestamp_ms, decision)
     for connection_id, connection in candidates.items():
-        if only is not None and connection_id not in only:
-            continue
         output = routing.find_output(connection.output_id) if connection else None
         if connection is None or output is None:
             sent.pop(connection_id, None)  # never configured here: nothing to tell anyone

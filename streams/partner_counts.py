@@ -25,12 +25,17 @@ def held_change(before: ProfileState | None, after: ProfileState | None, into: H
     sent_after = after["sent"] if after is not None else {}
     if sent_before is sent_after:  # unchanged states share their dicts
         return
+    # A decision copies the entries it leaves alone: the same objects, skipped at once.
     for connection_id, entry in sent_after.items():
         held = sent_before.get(connection_id)
+        if held is entry:
+            continue
         if held is None or held["output_id"] != entry["output_id"]:
             into[(entry["output_id"], connection_id)] += 1
     for connection_id, entry in sent_before.items():
         now = sent_after.get(connection_id)
+        if now is entry:
+            continue
         if now is None or now["output_id"] != entry["output_id"]:
             into[(entry["output_id"], connection_id)] -= 1
 

@@ -37,3 +37,20 @@ def test_a_graceful_stop_leaves_the_rocksdb_table_on_disk(tmp_path: Path) -> Non
     assert db.property_int_value("rocksdb.total-sst-files-size") > 0
     assert worker.profiles.data.persisted_offset(TP(worker.store.changelog_topic, 3)) == 41
     assert [key for key, _ in worker.store.items(3)] == [b"3:a", b"3:b"]
+
+
+def test_a_syncs_scan_leaves_the_block_cache_to_the_live_events_reads(tmp_path: Path) -> None:
+    """A sync reads every state of a partition once: cached, those blocks would evict the
+    states that live events read again and again."""
+    worker = Forwarder(Settings(store="rocksdb", data_dir=tmp_path))
+    states = {f"5:{n:06d}".encode(): b'{"v":2,"pad":"%s"}' % (b"x" * 500) for n in range(4000)}
+    worker.store.apply(5, states, 4000)
+    worker.store.persist()
+    db = worker.profiles.data._db_for_partition(5)
+    cached = db.property_int_value("rocksdb.block-cache-usage")
+    scanned = list(worker.store.items(5, after=b"5:001999"))
+    assert [key for key, _ in scanned] == sorted(states)[2000:]
+    assert db.property_int_value("rocksdb.block-cache-usage") - cached < 64 * 1024
+    assert worker.store.get(5, b"5:000007") == states[b"5:000007"]
+    # A point read (a live event's) is cached as before.
+    assert db.property_int_value("rocksdb.block-cache-usage") > cached
