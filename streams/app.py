@@ -145,9 +145,7 @@ class Forwarder:
             value_type=bytes,
             options=rocksdb_options(settings) if settings.store == "rocksdb" else None,
         )
-        self.batches = RecordBatches(
-            lambda: kafka_producer(self.app), settings.producer_batch_bytes
-        )
+        self.batches = RecordBatches(lambda: kafka_producer(self.app))
         self.store = TableStore(
             self.app,
             self.profiles,

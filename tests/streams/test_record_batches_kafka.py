@@ -31,7 +31,7 @@ async def _queue_and_read_back() -> tuple[list[tuple[bytes, int, int]], dict[byt
     await producer.start()
     queued: list[tuple[bytes, Any, int]] = []
     try:
-        batches = RecordBatches(lambda: producer, BATCH_BYTES)
+        batches = RecordBatches(lambda: producer)
         for n in range(400):
             # Mostly small records (batches fill up), some larger than a whole batch.
             value = f"{n:04d}".encode() + (b"x" * 6000 if n % 50 == 7 else b"y" * 60)
