@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from core import native
-from devtools.local import Worker
+from devtools.local import BOOTSTRAP, Worker
+
+_TOPICS_BEFORE = pytest.StashKey[set[str]]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,6 +27,58 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.stem.endswith("_kafka"):
             item.add_marker(pytest.mark.kafka)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # The local broker keeps its data dir between runs, and every run creates about 1,500
+    # partitions of topics of its own: those the session adds are dropped at its end.
+    if any(item.get_closest_marker("kafka") for item in session.items):
+        try:
+            session.stash[_TOPICS_BEFORE] = asyncio.run(_topic_names())
+        except Exception as error:  # no broker: the kafka tests say so themselves
+            _say(session, f"the session's topics will be kept: {error!r}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    before = session.stash.get(_TOPICS_BEFORE, None)
+    if before is not None:
+        try:
+            dropped = asyncio.run(_drop_topics_created_since(before))
+            _say(session, f"dropped the {len(dropped)} topics this session created")
+        except Exception as error:
+            _say(session, f"the session's topics were not all dropped: {error!r}")
+
+
+@asynccontextmanager
+async def _admin() -> AsyncIterator[AIOKafkaAdminClient]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def _topic_names() -> set[str]:
+    async with _admin() as admin:
+        return set(await admin.list_topics())
+
+
+async def _drop_topics_created_since(before: set[str]) -> set[str]:
+    """Drop the topics not in ``before`` (none of Kafka's own); returns them."""
+    async with _admin() as admin:
+        names = await admin.list_topics()
+        added = {name for name in names if name not in before and not name.startswith("__")}
+        if added:
+            await admin.delete_topics(sorted(added))
+        return added
+
+
+def _say(session: pytest.Session, line: str) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(line)
 
 
 def unique(name: str) -> str:
