@@ -13,6 +13,7 @@ from core import native
 from devtools.local import BOOTSTRAP, Worker
 
 _TOPICS_BEFORE = pytest.StashKey[set[str]]()
+_TOPICS_SAID = pytest.StashKey[str]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,7 +45,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if before is not None:
         try:
             dropped = asyncio.run(_drop_topics_created_since(before))
-            _say(session, f"dropped the {len(dropped)} topics this session created")
+            _say(session, f"topics this session created, dropped: {len(dropped)}")
         except Exception as error:
             _say(session, f"the session's topics were not all dropped: {error!r}")
 
@@ -75,10 +76,15 @@ async def _drop_topics_created_since(before: set[str]) -> set[str]:
 
 
 def _say(session: pytest.Session, line: str) -> None:
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.ensure_newline()
-        reporter.write_line(line)
+    session.config.stash[_TOPICS_SAID] = line
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    said = config.stash.get(_TOPICS_SAID, None)
+    if said is not None:
+        terminalreporter.write_line(said)
 
 
 def unique(name: str) -> str:
