@@ -4,8 +4,9 @@ python -m benchmarks.micro [--ref main] [--profiles 2000] [--rounds 5]
 
 Per event: parse (with the key check) + load the profile's state + decide + store the state +
 serialize the records + count the metrics, as streams/processor.py does, over a table held in
-a dict; then each of those stages alone. Per synced member: load + reconcile + serialize +
-store, after a connection is added.
+a dict; then each of those stages alone. The same per event for a profile in 50 audiences
+with 150 connections (``per_event_wide_us``). Per synced member: load + reconcile + serialize
++ store, after a connection is added.
 The ref's version runs in a subprocess on a ``git archive`` of that ref, with this file copied
 in, so both run the same measurements through the same calls. Run by hand:
 CPU time of this process (a shared machine makes wall time noisy), best of the rounds.
@@ -42,7 +43,7 @@ CONNECTIONS: list[Connection] = [
 LATE_CONNECTION: Connection = ("c4", "aud-1", "late", [])
 
 
-def profile_update(n: int, round_: int, email: str, ltv: int) -> bytes:
+def profile_update(n: int, round_: int, email: str, ltv: int, visits: int | None = None) -> bytes:
     return orjson.dumps(
         {
             "type": "profile_update",
@@ -53,7 +54,12 @@ def profile_update(n: int, round_: int, email: str, ltv: int) -> bytes:
                 "ios_idfa": f"IDFA-{n:08d}-0000-4000-8000-000000000000",
                 "customer_id": f"cust-{n}",
             },
-            "attributes": {"ltv": ltv, "tier": "gold", "visits": n % 17, "country": "DE"},
+            "attributes": {
+                "ltv": ltv,
+                "tier": "gold",
+                "visits": n % 17 if visits is None else visits,
+                "country": "DE",
+            },
         }
     )
 
@@ -88,7 +94,43 @@ def events(profiles: int) -> list[tuple[bool, bytes, bytes]]:
     return out
 
 
-def routing(with_late: bool) -> Any:
+# A profile in many audiences, each connected to three outputs: 150 connections per profile.
+WIDE_AUDIENCES = 50
+WIDE_CONNECTIONS: list[Connection] = [
+    connection
+    for n in range(WIDE_AUDIENCES)
+    for connection in [
+        (f"w{n}-ads", f"wide-{n}", "ads", []),
+        (f"w{n}-crm", f"wide-{n}", "crm", ["ltv"] if n % 10 == 0 else []),
+        (f"w{n}-late", f"wide-{n}", "late", []),
+    ]
+]
+
+
+def wide_events(profiles: int) -> list[tuple[bool, bytes, bytes]]:
+    """Profiles joining WIDE_AUDIENCES audiences, then what follows for a profile that is in
+    all of them: per profile one leave and one join, attribute changes (one forwarded by 5 of
+    the connections, one by none) and an identity change; 8 measured events per profile."""
+    joins: list[tuple[bool, bytes, bytes]] = []
+    measured: list[tuple[bool, bytes, bytes]] = []
+    for n in range(profiles):
+        key = str(n).encode()
+        joins.append((True, key, profile_update(n, 1, f"u{n}@example.com", 10)))
+        joins += [(False, key, membership(n, f"wide-{a}", "add", 2)) for a in range(WIDE_AUDIENCES)]
+        measured += [
+            (False, key, membership(n, "wide-7", "remove", 3)),
+            (False, key, membership(n, "wide-7", "add", 4)),
+            (True, key, profile_update(n, 5, f"u{n}@example.com", 20)),
+            (True, key, profile_update(n, 6, f"u{n}@example.com", 30)),
+            (True, key, profile_update(n, 7, f"u{n}@example.com", 30, visits=n + 1)),
+            (True, key, profile_update(n, 8, f"u{n}@example.com", 30, visits=n + 2)),
+            (True, key, profile_update(n, 9, f"new{n}@example.com", 30, visits=n + 2)),
+            (False, key, membership(n, "wide-9", "remove", 10)),
+        ]
+    return joins + measured
+
+
+def routing(with_late: bool, connections: list[Connection] = CONNECTIONS) -> Any:
     routing_module = importlib.import_module("core.routing")
     catalog = importlib.import_module("partners.catalog")
     records = importlib.import_module("schemas.records")
@@ -98,7 +140,7 @@ def routing(with_late: bool) -> Any:
             {"output_id": output_id, "partner": "custom", **fields}, strict=False
         )
         snapshot.put_output(catalog.resolve_output(config))
-    for connection_id, audience, output_id, forwarded in CONNECTIONS + (
+    for connection_id, audience, output_id, forwarded in connections + (
         [LATE_CONNECTION] if with_late else []
     ):
         snapshot.put_connection(
@@ -145,11 +187,20 @@ class Version:
         self.tally.flush()
 
 
-def per_event(version: Version, stream: list[tuple[bool, bytes, bytes]], batch: int) -> float:
-    snapshot = routing(with_late=False)
+def per_event(
+    version: Version,
+    stream: list[tuple[bool, bytes, bytes]],
+    batch: int,
+    connections: list[Connection] = CONNECTIONS,
+    untimed: int = 0,
+) -> float:
+    """Per event of the stream after its first ``untimed`` ones (applied, not timed)."""
+    snapshot = routing(with_late=False, connections=connections)
     table: dict[str, bytes] = {}
     started = time.process_time()
     for offset, (is_profile, key, value) in enumerate(stream):
+        if offset == untimed:
+            started = time.process_time()
         event = version.processor.parse_input(is_profile, key, value)
         mpid = version.mpid(event)
         stored = table.get(mpid)
@@ -160,7 +211,7 @@ def per_event(version: Version, stream: list[tuple[bool, bytes, bytes]], batch: 
         if offset % batch == batch - 1:
             version.end_batch()
     version.end_batch()
-    return (time.process_time() - started) / len(stream) * 1e6
+    return (time.process_time() - started) / (len(stream) - untimed) * 1e6
 
 
 def per_stage(version: Version, stream: list[tuple[bool, bytes, bytes]]) -> dict[str, float]:
@@ -224,9 +275,13 @@ def per_synced_member(version: Version, stream: list[tuple[bool, bytes, bytes]])
 def measure(profiles: int, rounds: int) -> dict[str, float]:
     version = Version()
     stream = events(profiles)
+    wide_profiles = max(1, profiles // 10)
+    wide = wide_events(wide_profiles)
+    joins = len(wide) - 8 * wide_profiles
     best: dict[str, float] = {}
     timings: dict[str, Callable[[], float]] = {
         "per_event_us": lambda: per_event(version, stream, batch=500),
+        "per_event_wide_us": lambda: per_event(version, wide, 500, WIDE_CONNECTIONS, joins),
         "per_synced_member_us": lambda: per_synced_member(version, stream),
     }
     for _ in range(rounds):

@@ -5,11 +5,12 @@ no Kafka and no asyncio. The stream processor is a thin shell that loads state, 
 ``decide`` and sends what it returns: each record already serialized once, with the fields
 that route it and count it beside the bytes.
 
-The model is reconciliation: after an event changes a profile, each connection the profile is
-(or was) sent to is compared with what its partner should hold, and the difference goes out as
-add, remove and attribute_update records. ``ProfileState["sent"]`` records what each partner
-holds, which makes an add happen exactly once per (profile, connection) and lets a remove carry
-the identities that were sent.
+The model is reconciliation: after an event changes a profile, each connection the change can
+concern is compared with what its partner should hold, and the difference goes out as add,
+remove and attribute_update records. Config changes reach profiles through their syncs, so a
+live event evaluates only the connections its own change concerns. ``ProfileState["sent"]``
+records what each partner holds, which makes an add happen exactly once per (profile,
+connection) and lets a remove carry the identities that were sent.
 
 States are never mutated: a changed state is a new dict (sharing what did not change), so the
 caller can tell "unchanged" by identity. Records are plain slotted classes, not frozen ones:
@@ -154,10 +155,18 @@ def decide(
         applied = apply_membership(state, event)
         if applied is None:
             return Decision(state=state, drops=[Drop(reason="stale_event")])
-        return reconcile(applied, routing, source, event["timestamp_ms"])
+        # Only the audience's own connections can change: the profile's identities, attributes
+        # and consent did not, and a config change reaches the others through its sync. A
+        # profile in many audiences pays for one audience's connections, not for all of them.
+        audience = [
+            connection.connection_id for connection in routing.connections_for(event["audience_id"])
+        ]
+        return reconcile(applied, routing, source, event["timestamp_ms"], only=audience)
     if event["type"] == "profile_erasure":
         return erase(state, event, routing, source)
-    return reconcile(merge_profile(state, event), routing, source, event["timestamp_ms"])
+    merged = merge_profile(state, event)
+    only = _concerned_by_update(state, merged, event, routing)
+    return reconcile(merged, routing, source, event["timestamp_ms"], only=only)
 
 
 def merge_profile(state: ProfileState, update: ProfileUpdateData) -> ProfileState:
@@ -186,6 +195,29 @@ def merge_profile(state: ProfileState, update: ProfileUpdateData) -> ProfileStat
     if update["consent"] is not None:
         merged["consent"] = merge_consent(state["consent"], update["consent"])
     return merged
+
+
+def _concerned_by_update(
+    before: ProfileState, after: ProfileState, update: ProfileUpdateData, routing: Routing
+) -> list[str] | None:
+    """The connections a profile update can change: every one of the profile's (None) when its
+    identities or consent changed, else those forwarding an attribute that changed. Config
+    changes reach connections through their syncs, so an update that changes neither sends
+    nothing, and costs nothing per connection."""
+    if after["identities"] != before["identities"] or after["consent"] != before["consent"]:
+        return None
+    held, merged = before["attributes"], after["attributes"]
+    changed = {name for name in update["attributes"] if held.get(name) != merged.get(name)}
+    if not changed:
+        return []
+    return [
+        connection_id
+        for connection_id, connection in _concerned(
+            after, routing, after.get("preview") or {}
+        ).items()
+        if connection is not None
+        and any(name in changed for name in connection.forwarded_attributes)
+    ]
 
 
 def merge_consent(held: ConsentData, update: ConsentData) -> ConsentData:
@@ -272,18 +304,14 @@ def reconcile(
     only: Collection[str] | None = None,
 ) -> Decision:
     """Bring every connection the profile concerns in line with what its partner should hold;
-    with ``only`` (a sync's connections), just those, the others staying as they are."""
-    candidates: dict[str, ConnectionConfig | None] = {}
-    for audience_id, membership in state["memberships"].items():
-        if membership["member"]:
-            for member_connection in routing.connections_for(audience_id):
-                if only is None or member_connection.connection_id in only:
-                    candidates[member_connection.connection_id] = member_connection
+    with ``only`` (a sync's connections, a membership event's audience's), just those, the
+    others staying as they are."""
     previewed = state.get("preview") or {}
-    for held_ids in (state["sent"], previewed):
-        for connection_id in held_ids:
-            if connection_id not in candidates and (only is None or connection_id in only):
-                candidates[connection_id] = routing.find_connection(connection_id)
+    candidates = (
+        _concerned(state, routing, previewed)
+        if only is None
+        else _concerned_among(only, state, routing, previewed)
+    )
     sent = dict(state["sent"])
     preview = dict(previewed)
     decision = Decision(state=state)
@@ -316,6 +344,39 @@ def reconcile(
             changed.pop("preview", None)
         decision.state = changed
     return decision
+
+
+def _concerned(
+    state: ProfileState, routing: Routing, previewed: dict[str, SentState]
+) -> dict[str, ConnectionConfig | None]:
+    """The connections of the profile's audiences, and those holding it (or previewing it):
+    None for one never configured here."""
+    candidates: dict[str, ConnectionConfig | None] = {}
+    for audience_id, membership in state["memberships"].items():
+        if membership["member"]:
+            for connection in routing.connections_for(audience_id):
+                candidates[connection.connection_id] = connection
+    for held_ids in (state["sent"], previewed):
+        for connection_id in held_ids:
+            if connection_id not in candidates:
+                candidates[connection_id] = routing.find_connection(connection_id)
+    return candidates
+
+
+def _concerned_among(
+    only: Collection[str], state: ProfileState, routing: Routing, previewed: dict[str, SentState]
+) -> dict[str, ConnectionConfig | None]:
+    """``_concerned`` restricted to ``only``, in time proportional to it: a profile in many
+    audiences is not walked whole for one connection."""
+    candidates: dict[str, ConnectionConfig | None] = {}
+    sent = state["sent"]
+    for connection_id in only:
+        live = routing.connections.get(connection_id)
+        if live is not None and is_member(state, live.audience_id):
+            candidates[connection_id] = live
+        elif connection_id in sent or connection_id in previewed:
+            candidates[connection_id] = routing.find_connection(connection_id)
+    return candidates
 
 
 def _preview_connection(builder: _RecordBuilder, preview: dict[str, SentState]) -> None:
@@ -391,7 +452,7 @@ def _reconcile_connection(
     member = is_member(state, connection.audience_id)
     allowed = member and consent_allows(state["consent"], connection)
     held = sent.get(connection.connection_id)
-    wanted = accepted_identities(state, output) if allowed else {}
+    wanted = sends.accepted_identities(output) if allowed else {}
     if member and not allowed:
         drops.append(_drop("consent", connection, output))
     elif member and not wanted:
@@ -518,6 +579,8 @@ class _Sends:
     source: Source
     timestamp_ms: int
     decision: Decision
+    # output_id -> the profile's identities it accepts: outputs are fewer than connections.
+    _accepted: dict[str, Identities]
 
     def __init__(
         self,
@@ -532,6 +595,14 @@ class _Sends:
         self.source = source
         self.timestamp_ms = timestamp_ms
         self.decision = decision
+        self._accepted = {}
+
+    def accepted_identities(self, output: Output) -> Identities:
+        """``accepted_identities`` of the state, once per output (shared: never mutated)."""
+        accepted = self._accepted.get(output.output_id)
+        if accepted is None:
+            accepted = self._accepted[output.output_id] = accepted_identities(self.state, output)
+        return accepted
 
     def builder(self, connection: ConnectionConfig, output: Output) -> _RecordBuilder:
         connection_id = connection.connection_id

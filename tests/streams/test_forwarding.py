@@ -253,7 +253,7 @@ def test_inactive_connection_forwards_nothing_and_memberships_are_kept() -> None
     replay = Replay(routing)
     assert replay.feed(membership("1", "add"), update("1", identities={"email": "a@x"})) == []
     routing.put_connection(connection("c-b", "partner-b", status="inactive"))
-    assert replay.feed(update("1", ts=2, attributes={"x": 1})) == []
+    assert replay.feed(update("1", ts=2, identities={"email": "b@x"})) == []
     assert "inactive" in replay.drops
     assert replay.states["1"]["memberships"]["aud-42"]["member"]
 
@@ -421,47 +421,143 @@ def property_routing() -> Routing:
     )
 
 
+class PartnerView:
+    """What each (connection, profile) holds at its partner, from the records in order."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self.attributes: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def apply(self, routing: Routing, records: list[OutboundRecord]) -> None:
+        for record in records:
+            if record.action != "remove":  # a remove takes back what the output once took
+                accepted = routing.outputs[record.output_id].accepted_identities
+                assert {i.type for i in record.identities} <= accepted
+            assert record.identities, "every record carries at least one identity"
+            key = (record.connection_id, record.mpid)
+            held = self.held.setdefault(key, set())
+            values = {(i.type.value, i.value) for i in record.identities}
+            if record.action == "add":
+                assert not held & values, "an identity is never added twice"
+                held |= values
+                self.attributes[key] = dict(record.attributes)
+            elif record.action == "remove":
+                assert values <= held
+                held -= values
+            else:
+                self.attributes[key].update(record.attributes)
+
+    def assert_current(self, routing: Routing, states: dict[str, ProfileState]) -> None:
+        """Every active connection's partner holds each member's accepted identities and the
+        forwarded attributes' current values; any other connection's holds nothing."""
+        for mpid, state in states.items():
+            for conn in routing.connections.values():
+                out = routing.outputs[conn.output_id]
+                member = state["memberships"].get(conn.audience_id)
+                expected = (
+                    {
+                        (identity_type, value)
+                        for identity_type, values in accepted_identities(state, out).items()
+                        for value in values
+                    }
+                    if member and member["member"] and conn.status == "active"
+                    else set()
+                )
+                key = (conn.connection_id, mpid)
+                assert self.held.get(key, set()) == expected, key
+                if expected and conn.forwarded_attributes and out.supports_attributes:
+                    wanted = {k: state["attributes"].get(k) for k in conn.forwarded_attributes}
+                    got = self.attributes[key]
+                    assert {k: got.get(k) for k in conn.forwarded_attributes} == wanted, key
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(profile_events, membership_events), max_size=25))
 def test_partners_converge_to_current_members_accepted_identities(events: list[Any]) -> None:
     routing = property_routing()
     replay = Replay(routing)
-    partner: dict[tuple[str, str], set[tuple[str, str]]] = {}
-    attributes_at_partner: dict[tuple[str, str], dict[str, Any]] = {}
-    for record in replay.feed(*events):
-        output_config = routing.outputs[record.output_id]
-        assert {i.type for i in record.identities} <= output_config.accepted_identities
-        assert record.identities, "every record carries at least one identity"
-        held = partner.setdefault((record.connection_id, record.mpid), set())
-        values = {(i.type.value, i.value) for i in record.identities}
-        if record.action == "add":
-            assert not held & values, "an identity is never added twice"
-            held |= values
-            attributes_at_partner[(record.connection_id, record.mpid)] = dict(record.attributes)
-        elif record.action == "remove":
-            assert values <= held
-            held -= values
-        else:
-            attributes_at_partner[(record.connection_id, record.mpid)].update(record.attributes)
+    view = PartnerView()
+    view.apply(routing, replay.feed(*events))
+    view.assert_current(routing, replay.states)
 
-    for mpid, state in replay.states.items():
-        for conn in routing.connections.values():
-            out = routing.outputs[conn.output_id]
-            member = state["memberships"].get(conn.audience_id)
-            expected = (
-                {
-                    (identity_type, value)
-                    for identity_type, values in accepted_identities(state, out).items()
-                    for value in values
-                }
-                if member and member["member"]
-                else set()
-            )
-            assert partner.get((conn.connection_id, mpid), set()) == expected
-            if expected and conn.forwarded_attributes:
-                wanted = {k: state["attributes"].get(k) for k in conn.forwarded_attributes}
-                got = attributes_at_partner[(conn.connection_id, mpid)]
-                assert {k: got.get(k) for k in conn.forwarded_attributes} == wanted
+
+# Config changes of property_routing's connections and outputs, each applied as the config view
+# applies a record (the routing changes at once) and followed, some events later, by its sync.
+config_changes = st.sampled_from(
+    [
+        ("c1", {"status": "inactive"}),
+        ("c1", {"status": "active"}),
+        ("c2", {"forwarded_attributes": ["ltv", "tier"]}),
+        ("c2", {"forwarded_attributes": []}),
+        ("c3", {"audience_id": "aud-1"}),
+        ("c3", {"audience_id": "aud-2"}),
+        ("mail", ["email"]),
+        ("mail", ["email", "customer_id"]),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(profile_events, membership_events, config_changes, st.just("sync")),
+        max_size=30,
+    )
+)
+def test_config_changes_reach_every_profile_through_their_syncs(steps: list[Any]) -> None:
+    """Live events evaluate only the connections they can change (a membership event its
+    audience's, a profile update all when an identity or the consent changed, else those
+    forwarding a changed attribute); the sync of a config change brings the rest in line."""
+    routing = property_routing()
+    replay = Replay(routing)
+    view = PartnerView()
+    pending: set[str] = set()
+
+    def synced() -> None:
+        for mpid, state in replay.states.items():
+            source = Source(topic="sync", partition=0, offset=replay.offset)
+            decision = reconcile(state, routing, source, 9, only=sorted(pending))
+            assert decision.state is not None
+            replay.states[mpid] = load_profile(dump_profile(decision.state))
+            view.apply(routing, contract_records(decision))
+        pending.clear()
+
+    for step in steps:
+        if step == "sync":
+            synced()
+        elif isinstance(step, tuple) and isinstance(step[1], list):
+            routing.put_output(resolve_output(output(step[0], step[1], supports_attributes=True)))
+            pending.update(c.connection_id for c in routing.connections_of_output(step[0]))
+        elif isinstance(step, tuple):
+            connection_id, changes = step
+            current = routing.connections[connection_id]
+            changed = {**current.model_dump(), **changes, "on_disconnect": "remove"}
+            routing.put_connection(ConnectionConfig.model_validate(changed))
+            pending.add(connection_id)
+        else:
+            view.apply(routing, replay.feed(step))
+    synced()
+    view.assert_current(routing, replay.states)
+
+
+def test_an_update_changing_nothing_forwarded_evaluates_no_connection() -> None:
+    """Drops count per evaluation: an update that can change no partner's list evaluates none
+    (here: no accepted identity at c-b, counted when the membership and the identity came)."""
+    replay = Replay(
+        routing_of(
+            [output("crm", ["email"], supports_attributes=True), output("partner-b", ["ios_idfv"])],
+            [connection("c-crm", "crm", forwarded=["ltv"]), connection("c-b", "partner-b")],
+        )
+    )
+    replay.feed(membership("1", "add"), update("1", identities={"email": "a@x"}))
+    # the membership (no identity yet): c-crm and c-b; the email: c-b
+    assert replay.drops == ["no_accepted_identity"] * 3
+    assert replay.feed(update("1", ts=2, attributes={"visits": 3})) == []
+    changed = replay.feed(update("1", ts=3, attributes={"ltv": 7, "visits": 4}))
+    assert [(r.connection_id, r.action, r.attributes) for r in changed] == [
+        ("c-crm", "attribute_update", {"ltv": 7})
+    ]
+    assert replay.drops == ["no_accepted_identity"] * 3
 
 
 @settings(max_examples=100, deadline=None)
