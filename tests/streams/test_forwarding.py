@@ -465,6 +465,15 @@ class PartnerView:
                 )
                 key = (conn.connection_id, mpid)
                 assert self.held.get(key, set()) == expected, key
+                # and the state's record of what was sent agrees with the partner
+                recorded = state["sent"].get(conn.connection_id)
+                assert expected == {
+                    (identity_type, value)
+                    for identity_type, values in (recorded or {"identities": {}})[
+                        "identities"
+                    ].items()
+                    for value in values
+                }, key
                 if expected and conn.forwarded_attributes and out.supports_attributes:
                     wanted = {k: state["attributes"].get(k) for k in conn.forwarded_attributes}
                     got = self.attributes[key]
@@ -486,6 +495,7 @@ def test_partners_converge_to_current_members_accepted_identities(events: list[A
 config_changes = st.sampled_from(
     [
         ("c1", {"status": "inactive"}),
+        ("c1", {"status": "preview"}),
         ("c1", {"status": "active"}),
         ("c2", {"forwarded_attributes": ["ltv", "tier"]}),
         ("c2", {"forwarded_attributes": []}),
