@@ -94,9 +94,12 @@ def test_exit_identity_change_and_attribute_change(worker: Worker) -> None:
         ("profile-updates", profile(mpid, {"email": "old@x.com"}, attributes={"ltv": 1})),
         ("profile-updates", profile(mpid, {"email": "new@x.com", "push_token": "t"})),
         ("profile-updates", profile(mpid, {"push_token": "t2"}, attributes={"ltv": 2, "x": 1})),
+        # an attribute the connection does not forward: nothing goes; one it does: an update
+        ("profile-updates", profile(mpid, {}, attributes={"x": 2})),
+        ("profile-updates", profile(mpid, {}, attributes={"ltv": 3, "x": 3})),
         ("audience-memberships", member(mpid, audience, "remove", T0 + 1)),
     ]
-    expected_total = [0, 1, 3, 4, 5]
+    expected_total = [0, 1, 3, 4, 4, 5, 6]
     records: list[tuple[str | None, dict[str, Any], int]] = []
     for (topic, value), total in zip(steps, expected_total, strict=True):
         produce(worker.topic(topic), [(mpid, value)])
@@ -109,6 +112,7 @@ def test_exit_identity_change_and_attribute_change(worker: Worker) -> None:
         ("remove", ["old@x.com"], {}),
         ("add", ["new@x.com"], {"ltv": 1}),
         ("attribute_update", ["new@x.com"], {"ltv": 2}),
+        ("attribute_update", ["new@x.com"], {"ltv": 3}),
         ("remove", ["new@x.com"], {}),
     ]
 
