@@ -292,6 +292,12 @@ def measure(profiles: int, rounds: int) -> dict[str, float]:
     return best
 
 
+def compiled() -> bool:
+    """Whether this tree's hot path runs compiled (``make native``)."""
+    native = importlib.import_module("core.native")
+    return any(native.extensions(source) for source in native.COMPILED)
+
+
 def measure_ref(ref: str, profiles: int, rounds: int) -> dict[str, float]:
     repo = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory() as tree:
@@ -300,6 +306,15 @@ def measure_ref(ref: str, profiles: int, rounds: int) -> dict[str, float]:
         ).stdout
         subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
         shutil.copy(__file__, Path(tree, "benchmarks", "micro.py"))
+        if compiled():
+            # An archive holds no compiled modules: built as this tree's are, or the ref
+            # would run interpreted against a compiled tree.
+            subprocess.run(
+                [sys.executable, "-m", "core.native", "build"],
+                cwd=tree,
+                check=True,
+                capture_output=True,
+            )
         argv = ["--run-ref", "--profiles", str(profiles), "--rounds", str(rounds)]
         done = subprocess.run(
             [sys.executable, "-m", "benchmarks.micro", *argv],
@@ -323,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     before = measure_ref(args.ref, args.profiles, args.rounds)
     after = measure(args.profiles, args.rounds)
+    print(f"both {'compiled' if compiled() else 'interpreted'}")
     print(f"{'µs':<22}{args.ref:>10}{'this tree':>12}")
     for name in after:
         print(f"{name:<22}{before[name]:>10.1f}{after[name]:>12.1f}")
