@@ -452,7 +452,7 @@ def _reconcile_connection(
     member = is_member(state, connection.audience_id)
     allowed = member and consent_allows(state["consent"], connection)
     held = sent.get(connection.connection_id)
-    wanted = sends.accepted_identities(output) if allowed else {}
+    wanted = accepted_identities(state, output) if allowed else {}
     if member and not allowed:
         drops.append(_drop("consent", connection, output))
     elif member and not wanted:
@@ -579,8 +579,6 @@ class _Sends:
     source: Source
     timestamp_ms: int
     decision: Decision
-    # output_id -> the profile's identities it accepts: outputs are fewer than connections.
-    _accepted: dict[str, Identities]
 
     def __init__(
         self,
@@ -595,14 +593,6 @@ class _Sends:
         self.source = source
         self.timestamp_ms = timestamp_ms
         self.decision = decision
-        self._accepted = {}
-
-    def accepted_identities(self, output: Output) -> Identities:
-        """``accepted_identities`` of the state, once per output (shared: never mutated)."""
-        accepted = self._accepted.get(output.output_id)
-        if accepted is None:
-            accepted = self._accepted[output.output_id] = accepted_identities(self.state, output)
-        return accepted
 
     def builder(self, connection: ConnectionConfig, output: Output) -> _RecordBuilder:
         connection_id = connection.connection_id
