@@ -421,6 +421,12 @@ def property_routing() -> Routing:
     )
 
 
+def pairs(identities: dict[str, list[str]]) -> set[tuple[str, str]]:
+    return {
+        (identity_type, value) for identity_type, values in identities.items() for value in values
+    }
+
+
 class PartnerView:
     """What each (connection, profile) holds at its partner, from the records in order."""
 
@@ -455,11 +461,7 @@ class PartnerView:
                 out = routing.outputs[conn.output_id]
                 member = state["memberships"].get(conn.audience_id)
                 expected = (
-                    {
-                        (identity_type, value)
-                        for identity_type, values in accepted_identities(state, out).items()
-                        for value in values
-                    }
+                    pairs(accepted_identities(state, out))
                     if member and member["member"] and conn.status == "active"
                     else set()
                 )
@@ -467,13 +469,7 @@ class PartnerView:
                 assert self.held.get(key, set()) == expected, key
                 # and the state's record of what was sent agrees with the partner
                 recorded = state["sent"].get(conn.connection_id)
-                assert expected == {
-                    (identity_type, value)
-                    for identity_type, values in (recorded or {"identities": {}})[
-                        "identities"
-                    ].items()
-                    for value in values
-                }, key
+                assert pairs(recorded["identities"] if recorded else {}) == expected, key
                 if expected and conn.forwarded_attributes and out.supports_attributes:
                     wanted = {k: state["attributes"].get(k) for k in conn.forwarded_attributes}
                     got = self.attributes[key]
