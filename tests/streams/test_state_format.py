@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 from hypothesis import given, settings
@@ -115,3 +116,29 @@ def test_any_attribute_value_is_stored_and_forwarded_as_the_contract_writes_it(
     assert added.identities[0].value == email
     assert changed.attributes == {"v": value}
     assert replay.states["1"]["attributes"]["v"] == value
+
+
+def test_a_stored_state_takes_about_its_own_size_in_memory() -> None:
+    replay = Replay(
+        routing_of(
+            [output("ads", ["ios_idfa"]), output("crm", ["email"], supports_attributes=True)],
+            [connection("c-ads", "ads"), connection("c-crm", "crm", forwarded=["ltv"])],
+        )
+    )
+    replay.feed(
+        membership("1", "add"),
+        update("1", identities={"email": "a@x", "ios_idfa": "IDFA-1"}, attributes={"ltv": 3}),
+    )
+    state = replay.states["1"]
+    # The memory store holds every profile's state as dump_profile returned it; thousands are
+    # held in flight too. orjson's own output sits in a buffer of 4 to 16 KiB.
+    tracemalloc.start()
+    try:
+        held = [dump_profile(state) for _ in range(1000)]
+        allocated, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    size = len(held[0])
+    assert 300 < size < 2000
+    assert allocated < 1000 * (size + 200)
+    assert all(load_profile(stored) == state for stored in held[:3])
