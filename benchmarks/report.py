@@ -435,6 +435,10 @@ def _steady_section(s: SteadyResult) -> list[str]:
         "",
         *_rate_rows([s.raw, s.bare_faust, s.forwarder], s.raw),
         "",
+        f"The forwarder's RSS once every profile was forwarded: {s.rss_bytes / MB:,.0f} MB "
+        f"({_fmt(s.profiles)} profiles, table store `{s.store}`; `--store memory` measures "
+        "the default store, which holds every profile's state in the worker's memory).",
+        "",
         *_profile_rows(
             s.profile, STEADY_PROFILE, "Where the forwarder's time goes", "the steady state"
         ),

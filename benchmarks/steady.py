@@ -26,6 +26,8 @@ class SteadyResult:
     bare_faust: Throughput
     forwarder: Throughput
     profile: Profile | None
+    # the forwarder worker's RSS once it had forwarded every profile
+    rss_bytes: int
 
 
 async def run(run_dir: Path, run_id: str, profiles: int, store: str, profile: bool) -> SteadyResult:
@@ -43,15 +45,15 @@ async def run(run_dir: Path, run_id: str, profiles: int, store: str, profile: bo
     bare = await baseline_faust.measure(run_dir, f"{run_id}-bare", inputs, events, partitions)
     expected = dict.fromkeys(deploy.outbound_topics(worker, list(outputs)), profiles)
     profile_to = run_dir / "steady-profile.txt" if profile else None
-    forwarder, samples = await measure_forwarder(worker, events, expected, profile_to)
-    return SteadyResult(profiles, partitions, store, raw, bare, forwarder, samples)
+    forwarder, samples, rss = await measure_forwarder(worker, events, expected, profile_to)
+    return SteadyResult(profiles, partitions, store, raw, bare, forwarder, samples, rss)
 
 
 async def measure_forwarder(
     worker: Worker, events: int, expected: dict[str, int], profile_to: Path | None
-) -> tuple[Throughput, Profile | None]:
+) -> tuple[Throughput, Profile | None, int]:
     """Start the worker on preloaded input; timed from the first to the last outbound record,
-    with the worker's CPU in that interval."""
+    with the worker's CPU in that interval; and its RSS then."""
     watch = Watch(list(expected), sum(expected.values()))
     await watch.start(first_within=180, idle_within=30)
     running = deploy.Running(worker)
@@ -61,7 +63,8 @@ async def measure_forwarder(
             running.profile(profile_to)
         arrivals = await watch.result()
         profile = running.end_profile()
+        rss = running.rss_bytes()
     finally:
         running.stop()
     check_counts(arrivals, expected, "forwarder")
-    return watch.timed("forwarder", events, running.cpu), profile
+    return watch.timed("forwarder", events, running.cpu), profile, rss

@@ -30,6 +30,7 @@ def results(million_profiles: int = 1_000_000) -> Results:
         bare_faust=Throughput("bare", 200_000, 0, 12.5, 11.0),
         forwarder=Throughput("forwarder", 200_000, 300_000, 200_000 / 12_000, 18.0),
         profile=Profile(samples=10, self_top=[("f (faust/x.py)", 1.0)]),
+        rss_bytes=300 * 1024 * 1024,
     )
     million = MillionResult(
         profiles=million_profiles,
@@ -94,6 +95,10 @@ def test_a_missed_goal_links_the_profile_that_bounds_it(tmp_path: Path) -> None:
     # The missed CPU goal says what bounds it; the met sync goal says nothing.
     assert "- **Worker CPU outside Faust's consume path" in report and LIFT_CPU in report
     assert LIFT_SYNC not in report
+    assert (
+        "RSS once every profile was forwarded: 300 MB (100,000 profiles, table store `rocksdb`"
+        in report
+    )
 
 
 def latency(p50: float, p99: float) -> LatencyResult:
