@@ -26,7 +26,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TypeVar
 
-from benchmarks import data, deploy, latency, million, scale_out, steady
+from benchmarks import baseline_raw, data, deploy, latency, million, scale_out, steady
 from benchmarks.harness import delete_topics
 from benchmarks.report import Results, write
 from core import native
@@ -160,6 +160,18 @@ async def suite(args: argparse.Namespace, sizes: Sizes, run_dir: Path) -> Result
                 profile=profile,
             )
             await attempt(results, "million", scenario)
+            if results.million.sync is not None and results.steady is not None:
+                results.sync_raw = await attempt(
+                    results,
+                    "sync-raw",
+                    baseline_raw.measure(
+                        run_dir,
+                        f"{run_id}-raw-sync",
+                        results.steady.inputs,
+                        2 * results.steady.profiles,
+                        results.steady.partitions,
+                    ),
+                )
         if "scale-out" in only:
             results.scale_out = await attempt(
                 results,

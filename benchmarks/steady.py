@@ -28,6 +28,8 @@ class SteadyResult:
     profile: Profile | None
     # the forwarder worker's RSS once it had forwarded every profile
     rss_bytes: int
+    # the preloaded input (a later passthrough run reads it again)
+    inputs: list[str]
 
 
 async def run(run_dir: Path, run_id: str, profiles: int, store: str, profile: bool) -> SteadyResult:
@@ -46,7 +48,7 @@ async def run(run_dir: Path, run_id: str, profiles: int, store: str, profile: bo
     expected = dict.fromkeys(deploy.outbound_topics(worker, list(outputs)), profiles)
     profile_to = run_dir / "steady-profile.txt" if profile else None
     forwarder, samples, rss = await measure_forwarder(worker, events, expected, profile_to)
-    return SteadyResult(profiles, partitions, store, raw, bare, forwarder, samples, rss)
+    return SteadyResult(profiles, partitions, store, raw, bare, forwarder, samples, rss, inputs)
 
 
 async def measure_forwarder(
