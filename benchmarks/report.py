@@ -445,11 +445,20 @@ def _steady_section(s: SteadyResult) -> list[str]:
         "through Faust's per-message path, so the bare agent's cost is not in its "
         f"{s.forwarder.cpu_us_per_event:.0f} µs per event.",
         "",
-        *_rate_rows([s.raw, s.bare_faust, s.forwarder], s.raw),
+        *_rate_rows(
+            [s.raw, s.bare_faust, s.forwarder, *([s.memory_store] if s.memory_store else [])],
+            s.raw,
+        ),
         "",
-        f"The forwarder's RSS once every profile was forwarded: {s.rss_bytes / MB:,.0f} MB "
-        f"({_fmt(s.profiles)} profiles, table store `{s.store}`; `--store memory` measures "
-        "the default store, which holds every profile's state in the worker's memory).",
+        f"The forwarder's RSS once every profile was forwarded ({_fmt(s.profiles)} profiles): "
+        f"{s.rss_bytes / MB:,.0f} MB with table store `{s.store}`"
+        + (
+            f", {s.memory_store_rss_bytes / MB:,.0f} MB with the default memory store, which "
+            "holds every profile's state in the worker's memory (the same input on topics of "
+            "its own, run after)."
+            if s.memory_store
+            else "."
+        ),
         "",
         *_profile_rows(
             s.profile, STEADY_PROFILE, "Where the forwarder's time goes", "the steady state"

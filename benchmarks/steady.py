@@ -8,7 +8,7 @@ audience connected to 3 outputs, each accepting a different identity type: 2 inp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from benchmarks import baseline_faust, baseline_raw, data, deploy
@@ -30,6 +30,10 @@ class SteadyResult:
     rss_bytes: int
     # the preloaded input (a later passthrough run reads it again)
     inputs: list[str]
+    # The same run on the default memory store, which holds every profile's state in the
+    # worker's memory, and its RSS then (not run when ``store`` is the memory store).
+    memory_store: Throughput | None = None
+    memory_store_rss_bytes: int = 0
 
 
 async def run(run_dir: Path, run_id: str, profiles: int, store: str, profile: bool) -> SteadyResult:
@@ -48,7 +52,20 @@ async def run(run_dir: Path, run_id: str, profiles: int, store: str, profile: bo
     expected = dict.fromkeys(deploy.outbound_topics(worker, list(outputs)), profiles)
     profile_to = run_dir / "steady-profile.txt" if profile else None
     forwarder, samples, rss = await measure_forwarder(worker, events, expected, profile_to)
-    return SteadyResult(profiles, partitions, store, raw, bare, forwarder, samples, rss, inputs)
+    result = SteadyResult(profiles, partitions, store, raw, bare, forwarder, samples, rss, inputs)
+    if store != "memory":
+        memory = deploy.worker(run_dir, f"{run_id}-steady-memory", store="memory")
+        await deploy.prepare(memory, outputs, [(data.AUDIENCE, output_id) for output_id in outputs])
+        await deploy.warm_up(memory)
+        memory_inputs = deploy.input_topics(memory)
+        await preload(memory_inputs[0], data.profile_updates(0, profiles, partitions))
+        await preload(memory_inputs[1], data.memberships(0, profiles, partitions))
+        expected = dict.fromkeys(deploy.outbound_topics(memory, list(outputs)), profiles)
+        run, _, result.memory_store_rss_bytes = await measure_forwarder(
+            memory, events, expected, None
+        )
+        result.memory_store = replace(run, name="forwarder, memory store")
+    return result
 
 
 async def measure_forwarder(

@@ -32,6 +32,8 @@ def results(million_profiles: int = 1_000_000) -> Results:
         profile=Profile(samples=10, self_top=[("f (faust/x.py)", 1.0)]),
         rss_bytes=300 * 1024 * 1024,
         inputs=["profile-updates", "audience-memberships"],
+        memory_store=Throughput("forwarder, memory store", 200_000, 300_000, 15.0, 14.0),
+        memory_store_rss_bytes=500 * 1024 * 1024,
     )
     million = MillionResult(
         profiles=million_profiles,
@@ -115,9 +117,10 @@ def test_a_missed_goal_links_the_profile_that_bounds_it(tmp_path: Path) -> None:
     assert "- **Worker CPU outside Faust's consume path" in report and LIFT_CPU in report
     assert LIFT_SYNC not in report
     assert (
-        "RSS once every profile was forwarded: 300 MB (100,000 profiles, table store `rocksdb`"
-        in report
-    )
+        "RSS once every profile was forwarded (100,000 profiles): 300 MB with table store "
+        "`rocksdb`, 500 MB with the default memory store"
+    ) in report
+    assert "| forwarder, memory store | 200,000 | 300,000 | 15.00 |" in report
 
 
 def latency(p50: float, p99: float) -> LatencyResult:
