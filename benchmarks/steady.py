@@ -37,35 +37,39 @@ class SteadyResult:
 
 
 async def run(run_dir: Path, run_id: str, profiles: int, store: str, profile: bool) -> SteadyResult:
-    worker = deploy.worker(run_dir, f"{run_id}-steady", store=store)
-    outputs = data.OUTPUT_IDENTITIES
-    await deploy.prepare(worker, outputs, [(data.AUDIENCE, output_id) for output_id in outputs])
-    await deploy.warm_up(worker)
-    inputs = deploy.input_topics(worker)
+    worker, inputs, expected = await _loaded_worker(run_dir, f"{run_id}-steady", store, profiles)
     partitions = worker.partitions
-    await preload(inputs[0], data.profile_updates(0, profiles, partitions))
-    await preload(inputs[1], data.memberships(0, profiles, partitions))
     events = 2 * profiles
 
     raw = await baseline_raw.measure(run_dir, f"{run_id}-raw", inputs, events, partitions)
     bare = await baseline_faust.measure(run_dir, f"{run_id}-bare", inputs, events, partitions)
-    expected = dict.fromkeys(deploy.outbound_topics(worker, list(outputs)), profiles)
     profile_to = run_dir / "steady-profile.txt" if profile else None
     forwarder, samples, rss = await measure_forwarder(worker, events, expected, profile_to)
     result = SteadyResult(profiles, partitions, store, raw, bare, forwarder, samples, rss, inputs)
     if store != "memory":
-        memory = deploy.worker(run_dir, f"{run_id}-steady-memory", store="memory")
-        await deploy.prepare(memory, outputs, [(data.AUDIENCE, output_id) for output_id in outputs])
-        await deploy.warm_up(memory)
-        memory_inputs = deploy.input_topics(memory)
-        await preload(memory_inputs[0], data.profile_updates(0, profiles, partitions))
-        await preload(memory_inputs[1], data.memberships(0, profiles, partitions))
-        expected = dict.fromkeys(deploy.outbound_topics(memory, list(outputs)), profiles)
-        run, _, result.memory_store_rss_bytes = await measure_forwarder(
-            memory, events, expected, None
+        memory, _, memory_expected = await _loaded_worker(
+            run_dir, f"{run_id}-steady-memory", "memory", profiles
         )
-        result.memory_store = replace(run, name="forwarder, memory store")
+        measured, _, result.memory_store_rss_bytes = await measure_forwarder(
+            memory, events, memory_expected, None
+        )
+        result.memory_store = replace(measured, name="forwarder, memory store")
     return result
+
+
+async def _loaded_worker(
+    run_dir: Path, app_id: str, store: str, profiles: int
+) -> tuple[Worker, list[str], dict[str, int]]:
+    """A worker (not started) with its outputs connected, warmed up, and the profiles preloaded
+    on its input topics; with those topics and the outbound records each output must get."""
+    worker = deploy.worker(run_dir, app_id, store=store)
+    outputs = data.OUTPUT_IDENTITIES
+    await deploy.prepare(worker, outputs, [(data.AUDIENCE, output_id) for output_id in outputs])
+    await deploy.warm_up(worker)
+    inputs = deploy.input_topics(worker)
+    await preload(inputs[0], data.profile_updates(0, profiles, worker.partitions))
+    await preload(inputs[1], data.memberships(0, profiles, worker.partitions))
+    return worker, inputs, dict.fromkeys(deploy.outbound_topics(worker, list(outputs)), profiles)
 
 
 async def measure_forwarder(
