@@ -162,7 +162,7 @@ class Forwarder:
         self.processor = InputProcessor(
             routing=self.routing,
             store=self.store,
-            producer=self,
+            producer=self.batches,
             topics=ProcessorTopics(
                 profiles=settings.topic(topics.PROFILE_UPDATES),
                 sync=settings.topic(topics.SYNC),
@@ -293,21 +293,6 @@ class Forwarder:
             TopicSpec(settings.topic(topics.ERASURE_STATUS), partitions),
         ]
 
-    async def send(
-        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
-    ) -> Awaitable[Any]:
-        """Queue a record in this batch's record batches (sent at ``flush``); returns the
-        future of its acknowledgement."""
-        acknowledged, _index = await self.batches.add(topic, key, value, partition)
-        return acknowledged
-
-    def send_nowait(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any] | None:
-        placed = self.batches.append(topic, key, value)
-        return placed[0] if placed is not None else None
-
-    async def flush(self) -> None:
-        await self.batches.flush()
-
     async def outbound_topic(self, output_id: str) -> str:
         """The forward-<output_id> topic's name, created (and waited for: a produce to a
         topic without a leader yet can wedge the producer) and tracked on first use."""
@@ -404,7 +389,7 @@ class Forwarder:
             except InvalidRecordError as error:
                 pending.append(
                     await send_dead_letter(
-                        self,
+                        self.batches,
                         self.settings.topic(topics.DEAD_LETTERS),
                         record,
                         error,
@@ -424,7 +409,7 @@ class Forwarder:
             )
             for partition in range(self.settings.input_partitions):
                 pending.append(
-                    await self.send(
+                    await self.batches.send(
                         self.settings.topic(topics.SYNC), record.key, request, partition
                     )
                 )

@@ -4,7 +4,7 @@ changelog) is appended here. Compiled with the hot path (core/native.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from core.partitioner import partition_for
@@ -29,7 +29,9 @@ class RecordBatches:
     """
 
     def __init__(self, producer: Callable[[], Any]) -> None:
-        self._producer = producer  # the app's aiokafka producer, which exists once it started
+        self._find_producer = producer  # the app's aiokafka producer, once it started
+        # Found once per flush, not per record (finding it runs interpreted Faust code).
+        self._found: Any = None
         self._open: dict[tuple[str, int], _OpenBatch] = {}
         # topic -> its partition count, until the flush (aiokafka builds a set per question)
         self._partition_counts: dict[str, int] = {}
@@ -56,6 +58,18 @@ class RecordBatches:
             return None  # the batch is full, and closed by aiokafka
         batch.count += 1
         return batch.acknowledged, batch.count - 1
+
+    def send_nowait(self, topic: str, key: bytes | None, value: bytes) -> Awaitable[Any] | None:
+        """The processor's ``Producer.send_nowait``: ``append``'s acknowledgement future."""
+        placed = self.append(topic, key, value)
+        return placed[0] if placed is not None else None
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> Awaitable[Any]:
+        """The processor's ``Producer.send``: ``add``'s acknowledgement future."""
+        acknowledged, _index = await self.add(topic, key, value, partition)
+        return acknowledged
 
     async def add(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
@@ -105,9 +119,16 @@ class RecordBatches:
         # after copying the topic's partition sets into lists, per record).
         return partition_for(key, count)
 
+    def _producer(self) -> Any:
+        found = self._found
+        if found is None:
+            found = self._found = self._find_producer()
+        return found
+
     async def flush(self) -> None:
         """Hand every open batch to the producer (their futures complete on the acks)."""
         self._partition_counts.clear()
+        self._found = None
         while self._open:
             tp, batch = self._open.popitem()
             await self._send(tp, batch)
