@@ -7,7 +7,9 @@ their partitions by Kafka's default partitioner, as a user's producer sends them
 
 The raw aiokafka passthrough (benchmarks/baseline_raw.py) is offered the same load on topics
 of its own, in the same run: what a plain consumer-producer loop's latency is on this machine
-at that rate (it forwards each input record as it is, ``timestamp_ms`` included).
+at that rate (it forwards each input record as it is, ``timestamp_ms`` included). And Kafka
+alone: the same load read by the measuring consumer straight from the topics it is offered
+to, with no process in between, which is what the measurement itself adds.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ class LatencyResult:
     max_ms: float
     # the 1st to 99th percentiles, for the chart
     percentiles_ms: list[float]
-    # what the process did at that load, with its CPU per event
-    process: Throughput
+    # what the process did at that load, with its CPU per event (None: Kafka alone)
+    process: Throughput | None
 
 
 @dataclass
@@ -129,6 +131,23 @@ async def run_raw(run_dir: Path, run_id: str, events_per_s: float, seconds: floa
     return _result(load, arrivals.latencies_ms, arrivals.total, timed)
 
 
+async def run_kafka_alone(
+    run_dir: Path, run_id: str, events_per_s: float, seconds: float
+) -> LatencyResult:
+    """The same load read straight from the topics it is offered to: the latency of the load
+    generator, the broker and the measuring consumer on this machine at that rate."""
+    load = _Load(events_per_s, seconds)
+    name = f"{run_id}-latency-kafka"
+    inputs = [f"{name}.{topics.PROFILE_UPDATES}", f"{name}.{topics.AUDIENCE_MEMBERSHIPS}"]
+    await create_topics(inputs, partitions=deploy.PARTITIONS)
+    expected = dict.fromkeys(inputs, load.profiles)
+    watch = await _watching(expected)
+    await offered(run_dir, inputs, load)
+    arrivals = await watch.result()
+    check_counts(arrivals, expected, "Kafka-alone latency run")
+    return _result(load, arrivals.latencies_ms, arrivals.total, None)
+
+
 async def _watching(expected: dict[str, int]) -> Watch:
     # What this process holds so far (the earlier scenarios' data) out of the collector's
     # full scans: their pauses would delay the arrivals read here, and count as latency.
@@ -139,7 +158,7 @@ async def _watching(expected: dict[str, int]) -> Watch:
 
 
 def _result(
-    load: _Load, latencies_ms: list[float], outbound: int, process: Throughput
+    load: _Load, latencies_ms: list[float], outbound: int, process: Throughput | None
 ) -> LatencyResult:
     cuts = statistics.quantiles(latencies_ms, n=100, method="inclusive")
     return LatencyResult(

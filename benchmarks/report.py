@@ -126,6 +126,8 @@ class Results:
     latency: LatencyResult | None = None
     # the raw aiokafka passthrough under the same offered load, in the same run
     latency_raw: LatencyResult | None = None
+    # the same load read straight from the topics it is offered to: what measuring adds
+    latency_kafka: LatencyResult | None = None
     million: MillionResult | None = None
     # the raw passthrough over the steady state's input again, right after the initial sync:
     # the sync's baseline, so that the machine's drift between the phases is not in its ratio
@@ -218,6 +220,8 @@ def _steady_goals(r: Results) -> list[Goal]:
     basis = f"offered {_fmt(lat.offered_events_per_s)} events/s"
     if r.latency_raw:
         basis += f"; raw passthrough at that load: p99 {r.latency_raw.p99_ms:.1f} ms"
+    if r.latency_kafka:
+        basis += f"; Kafka alone: p99 {r.latency_kafka.p99_ms:.1f} ms"
     # the latency run is not profiled (py-spy would add to it): the steady state's profile
     # shows what a batch's time is made of
     return [
@@ -411,7 +415,7 @@ def _markdown(r: Results, charts: list[str]) -> str:
     if r.steady:
         lines += _steady_section(r.steady)
     if r.latency:
-        lines += _latency_section(r.latency, r.latency_raw)
+        lines += _latency_section(r.latency, r.latency_raw, r.latency_kafka)
     if r.million:
         lines += _million_section(r.million, r.sync_raw)
     if r.scale_out:
@@ -466,8 +470,12 @@ def _steady_section(s: SteadyResult) -> list[str]:
     ]
 
 
-def _latency_section(lat: LatencyResult, raw: LatencyResult | None) -> list[str]:
+def _latency_section(
+    lat: LatencyResult, raw: LatencyResult | None, kafka: LatencyResult | None
+) -> list[str]:
     rows = [("forwarder", lat)] + ([("raw aiokafka passthrough", raw)] if raw else [])
+    if kafka:
+        rows.append(("Kafka alone (no process in between)", kafka))
     return [
         "## Latency at half load",
         "",
@@ -479,13 +487,19 @@ def _latency_section(lat: LatencyResult, raw: LatencyResult | None) -> list[str]
         "`timestamp_ms`), over the records produced after the warm-up. The raw aiokafka "
         "passthrough of the steady state is offered the same load on topics of its own, right "
         "after the forwarder: it forwards each input record as it is, and commits after each "
-        "batch's sends are acknowledged.",
+        "batch's sends are acknowledged. Kafka alone is the same load read by the measuring "
+        "consumer straight from the topics it is offered to: what the load generator, the "
+        "broker and the measurement add by themselves.",
         "",
         "| Process under test | p50 | p99 | max | CPU µs/event | Cores busy |",
         "|---|---|---|---|---|---|",
         *(
             f"| {name} | {r.p50_ms:.1f} ms | {r.p99_ms:.1f} ms | {r.max_ms:.1f} ms "
-            f"| {r.process.cpu_us_per_event:.1f} | {r.process.cores:.2f} |"
+            + (
+                f"| {r.process.cpu_us_per_event:.1f} | {r.process.cores:.2f} |"
+                if r.process
+                else "| | |"
+            )
             for name, r in rows
         ),
         "",
@@ -587,7 +601,7 @@ def _charts(r: Results, out: Path) -> list[str]:
     rates: list[Throughput] = []
     if r.steady:
         rates += [r.steady.raw, r.steady.bare_faust, r.steady.forwarder]
-    if r.latency:
+    if r.latency and r.latency.process:
         rates.append(r.latency.process)
     if r.million:
         rates += [t for t in (r.million.load, r.million.sync) if t]
@@ -605,6 +619,8 @@ def _charts(r: Results, out: Path) -> list[str]:
         ax.plot(r.latency.percentiles_ms, range(1, 100), label="forwarder")
         if r.latency_raw:
             ax.plot(r.latency_raw.percentiles_ms, range(1, 100), label="raw passthrough")
+        if r.latency_kafka:
+            ax.plot(r.latency_kafka.percentiles_ms, range(1, 100), label="Kafka alone")
         ax.axvline(50, color="red", linestyle="--", label="goal: p99 < 50 ms")
         ax.set_xlabel("latency (ms)")
         ax.set_ylabel("percentile")

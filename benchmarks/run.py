@@ -149,6 +149,11 @@ async def suite(args: argparse.Namespace, sizes: Sizes, run_dir: Path) -> Result
                     "latency-raw",
                     latency.run_raw(run_dir, run_id, half, sizes.latency_seconds),
                 )
+                results.latency_kafka = await attempt(
+                    results,
+                    "latency-kafka",
+                    latency.run_kafka_alone(run_dir, run_id, half, sizes.latency_seconds),
+                )
         if only & {"recovery", "sync"}:
             results.million = million.MillionResult(sizes.million_profiles, deploy.PARTITIONS)
             scenario = million.run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,19 @@ def test_the_latency_goal_is_the_forwarders_p99_beside_the_raw_passthroughs(
     assert "| raw aiokafka passthrough | 26.0 ms | 61.4 ms |" in report
     r.latency = latency(20.0, 50.0)
     assert next(g for g in goals(r) if g.name.startswith("p99 latency")).met is False
+
+
+def test_the_latency_report_shows_what_kafka_alone_adds(tmp_path: Path) -> None:
+    """The load read straight from its topics: the share of the latency that no process under
+    test causes, in the goal's basis and as a row without CPU figures."""
+    r = results()
+    r.latency, r.latency_raw = latency(20.0, 45.0), latency(26.0, 61.4)
+    r.latency_kafka = replace(latency(1.9, 5.2), process=None)
+    goal = next(g for g in goals(r) if g.name.startswith("p99 latency"))
+    assert goal.basis.endswith("; Kafka alone: p99 5.2 ms")
+    write(r, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "| Kafka alone (no process in between) | 1.9 ms | 5.2 ms | 7.8 ms | | |" in report
 
 
 async def test_cpu_of_an_interval_is_read_off_the_samples() -> None:
