@@ -13,7 +13,7 @@ from typing import Any
 from core.routing import Routing
 from partners.catalog import Output
 from schemas.records import ConnectionConfig
-from schemas.state import ProfileState, SentState, Verdict
+from schemas.state import ProfileState, SentState, Verdict, held_entry
 from streams.forwarding import consent_allows
 
 
@@ -32,8 +32,8 @@ def explain(
     accepted = sorted(output.accepted_identities) if output else []
     matching = [identity_type for identity_type in identity_types if identity_type in accepted]
     allowed = consent_allows(state["consent"], connection) if state else True
-    held = state["sent"].get(connection_id) if state else None
-    previewed = (state.get("preview") or {}).get(connection_id) if state else None
+    held = held_entry(state["sent"], connection_id) if state else None
+    previewed = held_entry(state.get("preview") or {}, connection_id) if state else None
     return {
         "mpid": mpid,
         "connection_id": connection_id,
@@ -109,7 +109,7 @@ def _verdict(
 
 def held_member(state: ProfileState, connection_id: str) -> dict[str, Any] | None:
     """What the connection's partner holds of the profile, as sent, or None."""
-    held = state["sent"].get(connection_id)
+    held = held_entry(state["sent"], connection_id)
     if held is None:
         return None
     return {

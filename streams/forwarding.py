@@ -36,7 +36,16 @@ from schemas.plain import (
     ProfileUpdateData,
 )
 from schemas.records import ConnectionConfig
-from schemas.state import MembershipState, ProfileState, SentState, dumps, new_profile
+from schemas.state import (
+    MembershipState,
+    ProfileState,
+    SentEntry,
+    SentState,
+    dumps,
+    held_entry,
+    new_profile,
+    sent_entry,
+)
 
 DropReason = Literal[
     "no_accepted_identity", "inactive", "consent", "attributes_unsupported", "stale_event"
@@ -328,13 +337,13 @@ def reconcile(
                 _forget_preview(connection_id, preview, decision)
             _reconcile_connection(sends, connection, output, sent)
         elif routing.is_previewed(connection):
-            builder = sends.builder(connection, output)
+            builder = sends.builder(connection, output, sends.held(connection_id))
             if connection_id in sent:
                 _disconnect(builder, sent)  # an active connection put in preview
             _preview_connection(builder, preview)
         else:
             _forget_preview(connection_id, preview, decision)
-            _disconnect(sends.builder(connection, output), sent)
+            _disconnect(sends.builder(connection, output, sends.held(connection_id)), sent)
     if not _same_entries(sent, state["sent"]) or not _same_entries(preview, previewed):
         changed = state.copy()
         changed["sent"] = sent
@@ -347,7 +356,7 @@ def reconcile(
 
 
 def _concerned(
-    state: ProfileState, routing: Routing, previewed: dict[str, SentState]
+    state: ProfileState, routing: Routing, previewed: dict[str, SentEntry]
 ) -> dict[str, ConnectionConfig | None]:
     """The connections of the profile's audiences, and those holding it (or previewing it):
     None for one never configured here."""
@@ -364,7 +373,7 @@ def _concerned(
 
 
 def _concerned_among(
-    only: Collection[str], state: ProfileState, routing: Routing, previewed: dict[str, SentState]
+    only: Collection[str], state: ProfileState, routing: Routing, previewed: dict[str, SentEntry]
 ) -> dict[str, ConnectionConfig | None]:
     """``_concerned`` restricted to ``only``, in time proportional to it: a profile in many
     audiences is not walked whole for one connection."""
@@ -379,7 +388,7 @@ def _concerned_among(
     return candidates
 
 
-def _preview_connection(builder: _RecordBuilder, preview: dict[str, SentState]) -> None:
+def _preview_connection(builder: _RecordBuilder, preview: dict[str, SentEntry]) -> None:
     """Evaluate the profile exactly as for an active connection, against what the preview
     would have sent; record the difference instead of sending it."""
     connection, output = builder.connection, builder.output
@@ -389,16 +398,22 @@ def _preview_connection(builder: _RecordBuilder, preview: dict[str, SentState]) 
     _reconcile_connection(builder.sends, connection, output, preview, builder)
     after = preview.get(connection.connection_id)
     if after is not before:
-        builder.sends.decision.previewed(
-            _preview_change(output.output_id, connection.connection_id, actions, before, after)
+        change = _preview_change(
+            output.output_id,
+            connection.connection_id,
+            actions,
+            sent_entry(before) if before is not None else None,
+            sent_entry(after) if after is not None else None,
         )
+        builder.sends.decision.previewed(change)
 
 
-def _forget_preview(connection_id: str, preview: dict[str, SentState], decision: Decision) -> None:
+def _forget_preview(connection_id: str, preview: dict[str, SentEntry], decision: Decision) -> None:
     """A connection no longer in preview: its count of what it would have sent goes."""
     before = preview.pop(connection_id, None)
     if before is not None:
-        decision.previewed(_preview_change(before["output_id"], connection_id, [], before, None))
+        held = sent_entry(before)
+        decision.previewed(_preview_change(held["output_id"], connection_id, [], held, None))
 
 
 def _preview_change(
@@ -416,7 +431,7 @@ def _preview_change(
     return Previewed(output_id, connection_id, actions, member_delta, deltas)
 
 
-def _same_entries(after: dict[str, SentState], before: dict[str, SentState]) -> bool:
+def _same_entries(after: dict[str, SentEntry], before: dict[str, SentEntry]) -> bool:
     # Entries are replaced, never mutated: identity tells "unchanged" without deep equality.
     # A loop, not all(): no generator per call on the hot path.
     if len(after) != len(before):
@@ -427,14 +442,14 @@ def _same_entries(after: dict[str, SentState], before: dict[str, SentState]) -> 
     return True
 
 
-def _disconnect(builder: _RecordBuilder, sent: dict[str, SentState]) -> None:
+def _disconnect(builder: _RecordBuilder, sent: dict[str, SentEntry]) -> None:
     """A deactivated or deleted connection stops at once; its partner keeps what it holds
     unless the connection says ``on_disconnect: remove``. Either way the record of what was
     sent is dropped, so a reactivation sends every current member as an add."""
     connection = builder.connection
     held = sent.pop(connection.connection_id, None)
     if held is not None and connection.on_disconnect == "remove":
-        builder.emit("remove", held["identities"], {})
+        builder.emit("remove", sent_entry(held)["identities"], {})
     if held is None and is_member(builder.sends.state, connection.audience_id):
         builder.sends.decision.drops.append(_drop("inactive", connection, builder.output))
 
@@ -443,7 +458,7 @@ def _reconcile_connection(
     sends: _Sends,
     connection: ConnectionConfig,
     output: Output,
-    sent: dict[str, SentState],
+    sent: dict[str, SentEntry],
     builder: _RecordBuilder | None = None,
 ) -> None:
     """Bring one connection's partner (``sent``: what it holds) in line with the profile. Most
@@ -451,7 +466,9 @@ def _reconcile_connection(
     state, drops = sends.state, sends.decision.drops
     member = is_member(state, connection.audience_id)
     allowed = member and consent_allows(state["consent"], connection)
-    held = sent.get(connection.connection_id)
+    stored = sent.get(connection.connection_id)
+    # Decoded only when stored in parts (a call into another compiled module costs the rest).
+    held = sent_entry(stored) if isinstance(stored, bytes) else stored
     wanted = accepted_identities(state, output) if allowed else {}
     if member and not allowed:
         drops.append(_drop("consent", connection, output))
@@ -459,7 +476,7 @@ def _reconcile_connection(
         drops.append(_drop("no_accepted_identity", connection, output))
     if not wanted:
         if held is not None:
-            builder = builder or sends.builder(connection, output)
+            builder = builder or sends.builder(connection, output, held)
             builder.emit("remove", held["identities"], {})
             del sent[connection.connection_id]
         return
@@ -475,7 +492,7 @@ def _reconcile_connection(
         same_attributes = held["attributes"] == attributes
         if not lost and not gained and same_attributes:
             return  # the partner holds what it should
-        builder = builder or sends.builder(connection, output)
+        builder = builder or sends.builder(connection, output, held)
         if lost:
             builder.emit("remove", lost, {})
         if gained:
@@ -485,7 +502,7 @@ def _reconcile_connection(
             if changed:
                 builder.emit("attribute_update", wanted, changed)
     else:
-        builder = builder or sends.builder(connection, output)
+        builder = builder or sends.builder(connection, output, held)
         if held is not None:
             # A resync: everything the partner should hold goes again, under record ids of
             # this generation, so that consumers dropping duplicate ids do not drop these.
@@ -536,12 +553,13 @@ def erase(
     decision = Decision(state=None)
     sends = _Sends(state, routing, source, erasure["timestamp_ms"], decision)
     sent_to: set[str] = set()
-    for connection_id, held in state["sent"].items():
+    for connection_id, stored in state["sent"].items():
+        held = sent_entry(stored)
         connection = routing.find_connection(connection_id)
         output = routing.find_output(held["output_id"])
         if connection is None or output is None:
             continue
-        sends.builder(connection, output).emit("remove", held["identities"], {})
+        sends.builder(connection, output, held).emit("remove", held["identities"], {})
         sent_to.add(output.output_id)
     mpid = state["mpid"]
     for output_id in sorted(sent_to | routing.outputs.keys()):
@@ -594,16 +612,21 @@ class _Sends:
         self.timestamp_ms = timestamp_ms
         self.decision = decision
 
-    def builder(self, connection: ConnectionConfig, output: Output) -> _RecordBuilder:
-        connection_id = connection.connection_id
-        held = self.state["sent"].get(connection_id)
+    def builder(
+        self, connection: ConnectionConfig, output: Output, held: SentState | None
+    ) -> _RecordBuilder:
+        """The records' builder for a connection whose partner holds ``held`` (the profile's
+        sent entry for it, before this reconcile)."""
         return _RecordBuilder(
             self,
             connection,
             output,
-            self.routing.epoch(connection_id),
+            self.routing.epoch(connection.connection_id),
             last_record_id=held.get("record_id") if held else None,
         )
+
+    def held(self, connection_id: str) -> SentState | None:
+        return held_entry(self.state["sent"], connection_id)
 
 
 @dataclass(slots=True, init=False)

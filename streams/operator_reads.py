@@ -17,7 +17,7 @@ from typing import Any
 
 from core.partitioner import partition_for
 from core.routing import Routing
-from schemas.state import load_profile
+from schemas.state import load_profile, sent_entry
 from streams.explain import explain, held_member
 from streams.partner_counts import Held, PartnerCounts
 from streams.processor import StateStore, state_key
@@ -91,7 +91,7 @@ class OperatorReads:
             if SENT_ENTRY not in stored:
                 continue
             for connection_id, entry in load_profile(stored)["sent"].items():
-                held[(entry["output_id"], connection_id)] += 1
+                held[(sent_entry(entry)["output_id"], connection_id)] += 1
         return counts.establish(partition, held)
 
     async def members(self, query: Mapping[str, str]) -> Answer:

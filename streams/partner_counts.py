@@ -13,7 +13,7 @@ from collections import Counter
 
 import orjson
 
-from schemas.state import ProfileState
+from schemas.state import ProfileState, SentEntry, sent_entry
 
 # (output_id, connection_id)
 Held = Counter[tuple[str, str]]
@@ -30,14 +30,21 @@ def held_change(before: ProfileState | None, after: ProfileState | None, into: H
         held = sent_before.get(connection_id)
         if held is entry:
             continue
-        if held is None or held["output_id"] != entry["output_id"]:
-            into[(entry["output_id"], connection_id)] += 1
+        output_id = _output_of(entry)
+        if held is None or _output_of(held) != output_id:
+            into[(output_id, connection_id)] += 1
     for connection_id, entry in sent_before.items():
         now = sent_after.get(connection_id)
         if now is entry:
             continue
-        if now is None or now["output_id"] != entry["output_id"]:
-            into[(entry["output_id"], connection_id)] -= 1
+        output_id = _output_of(entry)
+        if now is None or _output_of(now) != output_id:
+            into[(output_id, connection_id)] -= 1
+
+
+def _output_of(entry: SentEntry) -> str:
+    # Decoded only when stored in parts (a call into another compiled module costs the rest).
+    return (sent_entry(entry) if isinstance(entry, bytes) else entry)["output_id"]
 
 
 def dump_counts(held: Held) -> bytes:

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from core.errors import AckTimeoutError
 from core.routing import Routing
 from partners.catalog import resolve_output
+from schemas.state import SPLIT_FROM, ProfileState, load_profile
 from streams import operator_reads
 from streams import processor as processor_module
 from streams.operator_reads import OperatorReads
@@ -108,9 +109,9 @@ class Store:
             else:
                 held[key] = value
 
-    def state(self, partition: int, mpid: str) -> dict[str, Any] | None:
+    def state(self, partition: int, mpid: str) -> ProfileState | None:
         raw = self.get(partition, state_key(partition, mpid))
-        return orjson.loads(raw) if raw else None
+        return load_profile(raw) if raw else None
 
 
 async def _outbound(output_id: str) -> str:
@@ -407,10 +408,15 @@ async def test_a_syncs_progress_ends_at_the_profiles_checked_after_starting_from
     assert sorted(r["mpid"] for r in producer.on("forward-progress")) == members
 
 
-async def test_the_partner_counts_kept_by_the_batches_match_a_fresh_count_of_the_state() -> None:
+@pytest.mark.parametrize("more_ads_connections", [0, SPLIT_FROM])
+async def test_the_partner_counts_kept_by_the_batches_match_a_fresh_count_of_the_state(
+    more_ads_connections: int,
+) -> None:
+    """Also for profiles held by enough connections to be stored in parts."""
+    more = [f"c-ads-{n}" for n in range(more_ads_connections)]
     routing = routing_of(
         [output("ads", ["ios_idfa"]), output("mail", ["email"])],
-        [connection("c-ads", "ads"), connection("c-mail", "mail")],
+        [connection(c, "ads") for c in ["c-ads", *more]] + [connection("c-mail", "mail")],
     )
     processor, _, store = make(routing)
     reads = OperatorReads(routing, store, partitions=8, settled=lambda: True)
@@ -421,15 +427,23 @@ async def test_the_partner_counts_kept_by_the_batches_match_a_fresh_count_of_the
         processor,
         [r for m in members for r in (profile(m, ios_idfa=m, email=f"{m}@x.io"), member(m))],
     )
-    assert counts.snapshot() == {("ads", "c-ads", "0"): 6, ("mail", "c-mail", "0"): 6}
+    stored = store.get(0, state_key(0, "m0"))
+    assert stored is not None and (stored[:1] == b"\x1e") is bool(more)
+    assert counts.snapshot() == {
+        ("ads", "c-ads", "0"): 6,
+        ("mail", "c-mail", "0"): 6,
+        **{("ads", c, "0"): 6 for c in more},
+    }
     # A lost identity, an erasure and a left audience take profiles away; a sync adds some.
     erasure = {"type": "profile_erasure", "mpid": "m1", "timestamp_ms": 3, "request_id": "r1"}
     left = {"mpid": "m2", "audience_id": "aud-42", "action": "remove", "timestamp_ms": 4}
     lost_email = {"type": "profile_update", "timestamp_ms": 5, "identities": {"email": None}}
+    new_idfa = {"type": "profile_update", "timestamp_ms": 5, "identities": {"ios_idfa": "n"}}
     await processed(
         processor,
         [
             record(PROFILES, "m0", {**lost_email, "mpid": "m0"}),
+            record(PROFILES, "m3", {**new_idfa, "mpid": "m3"}),
             record(PROFILES, "m1", erasure),
             record(MEMBERSHIPS, "m2", left),
         ],

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import tracemalloc
-from typing import Any
+from typing import Any, cast
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.state import STATE_VERSION, dump_profile, load_profile
+from core.routing import Routing
+from schemas.plain import InputEventData, parse_profile_record
+from schemas.records import ConnectionConfig
+from schemas.state import (
+    SPLIT_FROM,
+    STATE_VERSION,
+    ProfileState,
+    dump_profile,
+    load_profile,
+    sent_entry,
+)
+from streams.forwarding import Source, decide, new_profile, reconcile
 from tests.streams.test_forwarding import (
     Replay,
     connection,
+    contract_records,
     membership,
+    membership_events,
     output,
+    profile_events,
     routing_of,
     update,
 )
@@ -142,3 +157,179 @@ def test_a_stored_state_takes_about_its_own_size_in_memory() -> None:
     assert 300 < size < 2000
     assert allocated < 1000 * (size + 200)
     assert all(load_profile(stored) == state for stored in held[:3])
+
+
+# A profile of both audiences is held by 12 connections (stored in parts), of one by 6 (whole).
+WIDE_AUDIENCES = ("aud-1", "aud-2")
+WIDE_OUTPUTS = ("ads", "mail", "ids")
+
+
+def wide_routing() -> Routing:
+    return routing_of(
+        [
+            output("ads", ["ios_idfa", "android_aaid"]),
+            output("mail", ["email", "customer_id"], supports_attributes=True),
+            output("ids", ["customer_id"]),
+        ],
+        [
+            connection(
+                f"{audience}-{output_id}-{n}",
+                output_id,
+                audience_id=audience,
+                forwarded=["ltv"] if output_id == "mail" and n == 0 else None,
+            )
+            for audience in WIDE_AUDIENCES
+            for output_id in WIDE_OUTPUTS
+            for n in (0, 1)
+        ],
+    )
+
+
+def decoded(state: ProfileState) -> dict[str, Any]:
+    """The state with every sent and previewed entry decoded."""
+    whole: dict[str, Any] = {**state}
+    for entries in ("sent", "preview"):
+        if entries in state:
+            whole[entries] = {key: sent_entry(entry) for key, entry in whole[entries].items()}
+    return whole
+
+
+def joined_both(mpid: str) -> list[Any]:
+    return [
+        update(
+            mpid,
+            identities={"email": "a@x", "ios_idfa": "i-1", "customer_id": "c-1"},
+            attributes={"ltv": 1},
+        ),
+        membership(mpid, "add", ts=2, audience="aud-1"),
+        membership(mpid, "add", ts=3, audience="aud-2"),
+    ]
+
+
+def test_a_profile_held_by_many_connections_is_stored_in_parts_and_read_back_whole() -> None:
+    replay = Replay(wide_routing())
+    replay.feed(*joined_both("1"))
+    state = decoded(replay.states["1"])
+    assert len(state["sent"]) == 12 >= SPLIT_FROM
+    stored = dump_profile(cast(ProfileState, state))
+    assert stored[:1] == b"\x1e"
+    loaded = load_profile(stored)
+    # the entries stay as stored until read, and read as they were
+    assert all(isinstance(entry, bytes) for entry in loaded["sent"].values())
+    assert decoded(loaded) == state
+    assert dump_profile(loaded) == stored
+
+
+def test_entries_an_event_leaves_alone_are_written_back_as_they_were_read() -> None:
+    replay = Replay(wide_routing())
+    replay.feed(*joined_both("1"))
+    before = replay.states["1"]
+    replay.feed(membership("1", "remove", ts=4, audience="aud-2"))
+    after = replay.states["1"]
+    # aud-2's 6 connections removed it: 6 entries left, stored whole again
+    assert sorted(after["sent"]) == sorted(key for key in before["sent"] if "aud-1" in key)
+    assert all(isinstance(entry, dict) for entry in after["sent"].values())
+    assert decoded(after)["sent"] == {key: sent_entry(before["sent"][key]) for key in after["sent"]}
+    replay.feed(membership("1", "add", ts=6, audience="aud-2"))
+    rejoined = replay.states["1"]["sent"]
+    replay.feed(update("1", ts=7, attributes={"ltv": 9}))  # forwarded by one connection each
+    now = replay.states["1"]["sent"]
+    assert all(isinstance(entry, bytes) for entry in now.values())
+    assert sorted(key for key in now if now[key] != rejoined[key]) == [
+        "aud-1-mail-0",
+        "aud-2-mail-0",
+    ]
+
+
+def test_a_profile_in_parts_with_an_integer_beyond_64_bits_is_stored_whole_and_exactly() -> None:
+    replay = Replay(wide_routing())
+    replay.feed(*joined_both("1"), update("1", ts=4, attributes={"ltv": 2**70}))
+    state = replay.states["1"]
+    stored = dump_profile(state)
+    assert stored[:1] == b"{"
+    assert sent_entry(load_profile(stored)["sent"]["aud-1-mail-0"])["attributes"] == {"ltv": 2**70}
+
+
+def test_an_erasure_removes_a_profile_in_parts_from_every_partner_with_what_was_sent() -> None:
+    replay = Replay(wide_routing())
+    replay.feed(*joined_both("1"))
+    erasure = parse_profile_record(
+        b'{"type": "profile_erasure", "mpid": "1", "request_id": "r", "timestamp_ms": 9}'
+    )
+    assert erasure["type"] == "profile_erasure"
+    decision = decide(replay.states["1"], erasure, replay.routing, Source("in", 0, 99))
+    removed = {
+        (record.connection_id, tuple((i.type.value, i.value) for i in record.identities))
+        for record in contract_records(decision)
+    }
+    assert len(removed) == 12
+    assert ("aud-2-ids-1", (("customer_id", "c-1"),)) in removed
+
+
+def test_a_state_in_parts_that_lost_a_part_is_refused_with_a_clear_error() -> None:
+    replay = Replay(wide_routing())
+    replay.feed(*joined_both("1"))
+    stored = dump_profile(replay.states["1"])
+    with pytest.raises(ValueError, match="lists 12 sent entries and holds 11"):
+        load_profile(stored[: stored.rindex(b"\x1e")])
+
+
+wide_configs = st.sampled_from(
+    [
+        ("aud-1-ads-0", {"status": "inactive"}),
+        ("aud-1-ads-0", {"status": "active"}),
+        ("aud-2-mail-1", {"status": "preview"}),
+        ("aud-2-mail-1", {"status": "active"}),
+        ("aud-1-mail-0", {"forwarded_attributes": ["ltv", "tier"]}),
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(profile_events, membership_events, wide_configs, st.just("sync")),
+        max_size=30,
+    )
+)
+def test_a_state_stored_in_parts_decides_exactly_as_the_whole_state(steps: list[Any]) -> None:
+    """Differential: every step on states as the worker loads them (a profile of 12
+    connections in parts, each entry decoded when read) and on the same states decoded whole
+    gives the same records and drops, and the same state."""
+    routing = wide_routing()
+    as_loaded: dict[str, ProfileState] = {}
+    whole: dict[str, ProfileState] = {}
+    pending: set[str] = set()
+
+    def step(mpid: str, offset: int, event: InputEventData | None) -> None:
+        source = Source(topic="in", partition=0, offset=offset)
+        decisions = []
+        for states in (as_loaded, whole):
+            state = states.get(mpid) or new_profile(mpid)
+            decisions.append(
+                decide(state, event, routing, source)
+                if event is not None
+                else reconcile(state, routing, source, 9, only=sorted(pending))
+            )
+        lazy, eager = decisions
+        assert [r.value for r in lazy.records] == [r.value for r in eager.records]
+        assert lazy.drops == eager.drops
+        assert lazy.state is not None and eager.state is not None
+        as_loaded[mpid] = load_profile(dump_profile(lazy.state))
+        whole[mpid] = cast(ProfileState, decoded(load_profile(dump_profile(eager.state))))
+        assert decoded(as_loaded[mpid]) == whole[mpid]
+
+    # Both profiles start in both audiences, held by all 12 connections: stored in parts.
+    for offset, item in enumerate([*joined_both("1"), *joined_both("2"), *steps]):
+        if item == "sync":
+            for mpid in sorted(as_loaded):
+                step(mpid, offset, None)
+            pending.clear()
+        elif isinstance(item, tuple):
+            connection_id, changes = item
+            current = routing.connections[connection_id]
+            changed = {**current.model_dump(), **changes, "on_disconnect": "remove"}
+            routing.put_connection(ConnectionConfig.model_validate(changed))
+            pending.add(connection_id)
+        else:
+            step(item["mpid"], offset, item)
