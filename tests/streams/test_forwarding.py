@@ -503,6 +503,15 @@ config_changes = st.sampled_from(
 )
 
 
+def reconfigured(routing: Routing, connection_id: str, changes: dict[str, Any]) -> str:
+    """Apply a change to a connection as the config view would (removing from its partner
+    what it stops holding); returns the connection id, whose sync is then due."""
+    current = routing.connections[connection_id]
+    changed = {**current.model_dump(), **changes, "on_disconnect": "remove"}
+    routing.put_connection(ConnectionConfig.model_validate(changed))
+    return connection_id
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
@@ -535,11 +544,7 @@ def test_config_changes_reach_every_profile_through_their_syncs(steps: list[Any]
             routing.put_output(resolve_output(output(step[0], step[1], supports_attributes=True)))
             pending.update(c.connection_id for c in routing.connections_of_output(step[0]))
         elif isinstance(step, tuple):
-            connection_id, changes = step
-            current = routing.connections[connection_id]
-            changed = {**current.model_dump(), **changes, "on_disconnect": "remove"}
-            routing.put_connection(ConnectionConfig.model_validate(changed))
-            pending.add(connection_id)
+            pending.add(reconfigured(routing, *step))
         else:
             view.apply(routing, replay.feed(step))
     synced()

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from core.routing import Routing
 from schemas.plain import InputEventData, parse_profile_record
-from schemas.records import ConnectionConfig
 from schemas.state import (
     SPLIT_FROM,
     STATE_VERSION,
@@ -29,6 +28,7 @@ from tests.streams.test_forwarding import (
     membership_events,
     output,
     profile_events,
+    reconfigured,
     routing_of,
     update,
 )
@@ -326,10 +326,6 @@ def test_a_state_stored_in_parts_decides_exactly_as_the_whole_state(steps: list[
                 step(mpid, offset, None)
             pending.clear()
         elif isinstance(item, tuple):
-            connection_id, changes = item
-            current = routing.connections[connection_id]
-            changed = {**current.model_dump(), **changes, "on_disconnect": "remove"}
-            routing.put_connection(ConnectionConfig.model_validate(changed))
-            pending.add(connection_id)
+            pending.add(reconfigured(routing, *item))
         else:
             step(item["mpid"], offset, item)
