@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,3 +217,16 @@ async def ensure_topics(
         await create_topics(
             client_options, [spec.name], spec.partitions, replication_factor, config
         )
+
+
+async def track_topics(producer: Any, names: Iterable[str]) -> None:
+    """Register topics with the producer's metadata before their first send.
+
+    aiokafka fetches every topic's metadata until one is added to its tracked set, and a send
+    to a topic already seen in such a fetch does not add it. The first send to a topic not yet
+    seen (a new output's forward topic) then narrows every later refresh to the tracked set:
+    the other topics drop out of the metadata, and their batches in flight wait, with no leader
+    and no log line, until they expire. Tracking every topic the worker writes keeps them in.
+    """
+    for name in names:
+        await producer.client.add_topic(name)

@@ -30,7 +30,7 @@ COMPILED = (
     "core/routing.py",
     "core/partitioner.py",
     "streams/processor.py",
-    "streams/record_producer.py",
+    "streams/record_batches.py",
 )
 _BUILD = """
 from mypyc.build import mypycify

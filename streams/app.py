@@ -23,6 +23,7 @@ from core.kafka_admin import (
     TopicSpec,
     ensure_topics,
     max_message_bytes,
+    track_topics,
     wait_for_topics,
 )
 from core.prometheus import exposition
@@ -38,7 +39,9 @@ from streams.faust_glue import (
     ForwarderApp,
     TableStore,
     credentials,
+    describe_producer,
     exit_now,
+    kafka_producer,
     rewind_uncommitted,
     rocksdb_options,
 )
@@ -53,7 +56,7 @@ from streams.processor import (
     counts_key,
     send_dead_letter,
 )
-from streams.record_producer import RecordProducer, producer_config
+from streams.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +95,15 @@ class Forwarder:
             consumer_auto_offset_reset="earliest",
             key_serializer="raw",
             value_serializer="raw",
-            # The worker's records go through its own producer (``RecordProducer``); Faust's
-            # is left to Faust.
             producer_acks=-1,
+            # Faust's 20 minutes would let a request without an answer, or a partition without
+            # a leader, hold its records silently until the ack timeout kills the worker; half
+            # of it makes aiokafka retry or fail them, with a log line, inside that window.
+            producer_request_timeout=max(1.0, settings.ack_timeout_s / 2),
+            # Outbound records are sent a batch at a time, then awaited: let them share requests.
+            producer_linger_ms=settings.producer_linger_ms,
+            producer_max_batch_size=settings.producer_batch_bytes,
+            producer_max_request_size=settings.producer_max_request_bytes,
             # A broker returns a batch larger than this only for the first partition of a
             # fetch: a smaller limit could leave a partition behind an oversized record.
             consumer_max_fetch_size=settings.consumer_max_fetch_bytes,
@@ -108,7 +117,7 @@ class Forwarder:
         )
         self.routing = Routing()
         self._outbound_topics: set[str] = set()
-        self._started = False
+        self._tracked = False
         self.config_view = ConfigView(settings, self.routing, on_output=self._on_output)
 
         # One stream, co-partitioned: a profile's updates, memberships and the sync requests
@@ -136,13 +145,13 @@ class Forwarder:
             value_type=bytes,
             options=rocksdb_options(settings) if settings.store == "rocksdb" else None,
         )
-        self.records = RecordProducer(producer_config(settings))
+        self.batches = RecordBatches(lambda: kafka_producer(self.app))
         self.store = TableStore(
             self.app,
             self.profiles,
             owner_topic=settings.topic(topics.PROFILE_UPDATES),
             rocksdb=settings.store == "rocksdb",
-            producer=self.records,
+            batches=self.batches,
         )
         self.limits = Limits(
             max_record_bytes=settings.max_record_bytes,
@@ -153,7 +162,7 @@ class Forwarder:
         self.processor = InputProcessor(
             routing=self.routing,
             store=self.store,
-            producer=self.records,
+            producer=self.batches,
             topics=ProcessorTopics(
                 profiles=settings.topic(topics.PROFILE_UPDATES),
                 sync=settings.topic(topics.SYNC),
@@ -286,7 +295,7 @@ class Forwarder:
 
     async def outbound_topic(self, output_id: str) -> str:
         """The forward-<output_id> topic's name, created (and waited for: a produce to a
-        topic without a leader yet can wedge the producer) on first use."""
+        topic without a leader yet can wedge the producer) and tracked on first use."""
         name = self.settings.topic(topics.outbound(output_id))
         if name not in self._outbound_topics:
             options = self.settings.kafka_client_options()
@@ -296,14 +305,30 @@ class Forwarder:
                 self.settings.replication_factor,
             )
             await wait_for_topics(options, [name])
+            await self._track_topics([name])
             self._outbound_topics.add(name)
         return name
 
+    async def _track_topics(self, names: list[str]) -> None:
+        producer = kafka_producer(self.app)
+        if producer is not None:  # else the topic is tracked when the first batch starts
+            await track_topics(producer, names)
+
     async def _ready(self) -> None:
-        """Before each batch: the config is loaded."""
+        """Before each batch: the config is loaded and every topic the worker writes is
+        tracked by the producer (see ``track_topics``; cheap once done)."""
         await self.config_view.loaded.wait()
-        if not self._started:
-            self._started = True
+        if not self._tracked:
+            await self._track_topics(
+                [
+                    self.settings.topic(topics.DEAD_LETTERS),
+                    self.settings.topic(topics.ERASURE_STATUS),
+                    self.settings.topic(topics.SYNC),
+                    self.store.changelog_topic,
+                    *self._outbound_topics,
+                ]
+            )
+            self._tracked = True
             # The start-up's objects (modules, Faust's services) live as long as the process:
             # out of the collector's full scans, which otherwise walk them again and again.
             gc.freeze()
@@ -341,7 +366,7 @@ class Forwarder:
     def _fail(self, error: Exception) -> None:
         log.error("processing failed; the batch is left uncommitted", exc_info=error)
         if isinstance(error, AckTimeoutError):
-            log.error("the producer holds %d records not yet acknowledged", self.records.waiting())
+            log.error("the producer holds: %s", describe_producer(self.app))
         self.health.crashed(error)
         self._exit_leaving_group(f"processing failed: {type(error).__name__}")
 
@@ -350,8 +375,6 @@ class Forwarder:
         memtables to disk, so that a restart replays nothing (SIGTERM's first step)."""
         await self.app.owned_consumer.drain()
         self.store.persist()
-        # Every record of the finished batches is acknowledged: nothing is left to deliver.
-        await self.records.close(LEAVE_TIMEOUT_S)
 
     async def _validate_batch(self, records: list[InputRecord]) -> None:
         outputs_topic = self.settings.topic(topics.OUTPUTS)
@@ -366,7 +389,7 @@ class Forwarder:
             except InvalidRecordError as error:
                 pending.append(
                     await send_dead_letter(
-                        self.records,
+                        self.batches,
                         self.settings.topic(topics.DEAD_LETTERS),
                         record,
                         error,
@@ -386,7 +409,7 @@ class Forwarder:
             )
             for partition in range(self.settings.input_partitions):
                 pending.append(
-                    await self.records.send(
+                    await self.batches.send(
                         self.settings.topic(topics.SYNC), record.key, request, partition
                     )
                 )
@@ -419,7 +442,6 @@ class Forwarder:
 
     def _exit_leaving_group(self, reason: str) -> None:
         """A fatal exit (code 1) that hands this worker's partitions over at once."""
-        self.records.discard()  # before the leave: none may reach Kafka after it
         self.app.owned_consumer.leave_group_now(LEAVE_TIMEOUT_S)
         exit_now(1, reason)
 

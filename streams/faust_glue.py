@@ -43,7 +43,7 @@ from faust.types import TP
 from core.settings import Settings
 from streams.offsets import OffsetBook
 from streams.processor import InputRecord, counts_key
-from streams.record_producer import RecordProducer
+from streams.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
 
@@ -297,14 +297,38 @@ class ForwarderApp(faust.App):
         return cast(OwnedConsumer, self.consumer)
 
 
+def kafka_producer(app: faust.App) -> Any:
+    """The aiokafka producer inside Faust's (None before the app started)."""
+    return cast(Any, app.producer)._producer
+
+
+def describe_producer(app: faust.App) -> str:
+    """What the producer still holds, for the log of an acknowledgement timeout: records waiting
+    per partition with that partition's known leader, and the brokers with a request in flight."""
+    producer = kafka_producer(app)
+    if producer is None:
+        return "no producer"
+    cluster = producer.client.cluster
+    waiting = [
+        f"{tp.topic}[{tp.partition}] {len(batches)} batches, "
+        f"leader {cluster.leader_for_partition(tp)}"
+        for tp, batches in producer._message_accumulator._batches.items()
+    ]
+    sender = producer._sender
+    return (
+        f"waiting: {'; '.join(waiting) or 'none'}; requests in flight to brokers "
+        f"{sorted(sender._in_flight) or 'none'}; muted partitions {len(sender._muted_partitions)}"
+    )
+
+
 class TableStore:
     """The processor's state store over a Faust table with raw (bytes) keys and values."""
 
     def __init__(
-        self, app: faust.App, table: Any, owner_topic: str, rocksdb: bool, producer: RecordProducer
+        self, app: faust.App, table: Any, owner_topic: str, rocksdb: bool, batches: RecordBatches
     ) -> None:
         self._app = app
-        self._producer = producer
+        self._batches = batches
         self._table = table
         # A co-partitioned input topic: owning its partition p means owning state partition p.
         self._owner_topic = owner_topic
@@ -385,19 +409,21 @@ class TableStore:
         return len(self._table.data.data) if not self._rocksdb else 0
 
     async def write(self, partition: int, changes: Mapping[bytes, bytes | None]) -> Awaitable[None]:
-        acknowledged = await self._producer.add_all(self.changelog_topic, partition, changes)
-        await self._producer.flush()
-        return self._apply_acknowledged(partition, changes, acknowledged)
+        placed = await self._batches.add_all(self.changelog_topic, partition, changes)
+        await self._batches.flush()
+        return self._apply_acknowledged(partition, changes, placed)
 
     async def _apply_acknowledged(
         self,
         partition: int,
         changes: Mapping[bytes, bytes | None],
-        acknowledged: asyncio.Future[int] | None,
+        placed: list[tuple[asyncio.Future[Any], int]],
     ) -> None:
-        if acknowledged is None:
+        if not placed:
             return
-        self.apply(partition, changes, await acknowledged)
+        await asyncio.gather(*dict.fromkeys(future for future, _ in placed))
+        last_offset = max(future.result().offset + index for future, index in placed)
+        self.apply(partition, changes, last_offset)
 
     def apply(self, partition: int, changes: Mapping[bytes, bytes | None], offset: int) -> None:
         """Write changelog records up to ``offset`` (acknowledged ones, or a recovery's) to the
