@@ -237,6 +237,21 @@ class Forwarder:
         )
         self._check_message_sizes(limits)
         self._check_fetch_size(limits)
+        self._fit_batches(limits)
+
+    def _fit_batches(self, limits: dict[str, int]) -> None:
+        """A producer batch goes whole to one topic, which refuses it beyond its
+        max.message.bytes: no batch is larger than the smallest limit of these topics."""
+        fitting = min(self.settings.producer_batch_bytes, *limits.values())
+        if fitting < self.settings.producer_batch_bytes:
+            log.info(
+                "producer batches of at most %d bytes (FORWARDER_PRODUCER_BATCH_BYTES is %d): "
+                "the smallest max.message.bytes of the worker's topics",
+                fitting,
+                self.settings.producer_batch_bytes,
+            )
+        # Faust's producer has read its settings already; it builds aiokafka's at start.
+        self.app.producer.max_batch_size = fitting
 
     def _check_fetch_size(self, limits: dict[str, int]) -> None:
         """The consumer must fetch the largest record any topic it reads can hold."""
