@@ -97,6 +97,20 @@ def test_the_sync_is_read_against_the_passthrough_run_right_after_it(tmp_path: P
     assert verdicts(r)["Initial sync of 1,000,000 members"] is False
 
 
+def test_a_sync_just_below_the_passthrough_is_not_shown_as_reaching_it() -> None:
+    r = results()
+    # 49,900 records/s against 50,000: 0.998x, which two decimals would show as 1.00x
+    assert r.million is not None
+    r.million.sync = Throughput("sync", 1_000_000, 1_000_000, 1_000_000 / 49_900, 20)
+    r.sync_raw = Throughput("raw", 200_000, 200_000, 4.0, 3.0)
+    [sync] = [goal for goal in goals(r) if goal.name.startswith("Initial sync")]
+    assert sync.measured.startswith("0.998x")
+    assert sync.met is False
+    r.sync_raw = Throughput("raw", 200_000, 200_000, 200_000 / 40_000, 3.0)
+    [sync] = [goal for goal in goals(r) if goal.name.startswith("Initial sync")]
+    assert sync.measured.startswith("1.25x")
+
+
 def test_figures_below_the_goals_size_get_no_verdict() -> None:
     found = verdicts(results(million_profiles=5_000))
     assert found["RSS with 5,000 profiles, RocksDB"] is None
