@@ -72,6 +72,15 @@ class Settings(BaseSettings):
         "inputs are dead-lettered as too_large. Checked at start against the producer's and "
         "the broker's message size.",
     )
+    sync_marks_max: int = Field(
+        16,
+        ge=0,
+        le=1000,
+        description="Syncs a partition's profile states may lag behind: a sync writes one mark "
+        "per partition instead of every state it changes, and a state is brought up to date "
+        "when it is next read. The sync that finds this many writes every state they change "
+        "and clears them; 0 makes every sync write its states.",
+    )
     max_identity_values: int = Field(
         100, ge=1, le=100_000, description="Most values one identity type may hold per profile."
     )

@@ -86,6 +86,9 @@ class ProfileState(TypedDict):
     # Connections in preview: what each would have sent. Absent until a preview concerns the
     # profile, so other states keep their size.
     preview: NotRequired[dict[str, SentEntry]]
+    # The number of the last sync mark of its partition the state includes (absent: none):
+    # the syncs after it are replayed on it when it is read (streams/sync_marks.py).
+    m: NotRequired[int]
 
 
 # States with at least this many sent entries are stored in parts. Below it one JSON document

@@ -157,6 +157,7 @@ class Forwarder:
             max_record_bytes=settings.max_record_bytes,
             max_identity_values=settings.max_identity_values,
             ack_timeout_s=settings.ack_timeout_s,
+            sync_marks_max=settings.sync_marks_max,
         )
         self.partner_counts = PartnerCounts()
         self.processor = InputProcessor(

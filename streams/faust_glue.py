@@ -42,7 +42,7 @@ from faust.types import TP
 
 from core.settings import Settings
 from streams.offsets import OffsetBook
-from streams.processor import InputRecord, counts_key
+from streams.processor import InputRecord, counts_key, marks_key
 from streams.record_batches import RecordBatches
 
 log = logging.getLogger(__name__)
@@ -370,18 +370,19 @@ class TableStore:
         store = self._table.data
         counts = counts_key(partition)
         if self._rocksdb:
-            skipped = {store.offset_key, counts, after}
+            skipped = {store.offset_key, counts, marks_key(partition), after}
             # RocksDB's iterator reads from a snapshot taken here, in key order.
             pairs = store._db_for_partition(partition).items(
                 from_key=after or None, read_opt=self._scan_options
             )
             return ((key, value) for key, value in pairs if key not in skipped)
         # The partition's key prefix is its counts key.
+        marks = marks_key(partition)
         return iter(
             sorted(
                 (key, value)
                 for key, value in store.data.items()
-                if key.startswith(counts) and key > after and key != counts
+                if key.startswith(counts) and key > after and key != counts and key != marks
             )
         )
 
@@ -393,7 +394,10 @@ class TableStore:
             )
             return estimate
         counts = counts_key(partition)  # also the partition's key prefix
-        return sum(1 for key in store.data if key.startswith(counts) and key != counts)
+        marks = marks_key(partition)
+        return sum(
+            1 for key in store.data if key.startswith(counts) and key != counts and key != marks
+        )
 
     def owns(self, partition: int) -> bool:
         return TP(self._owner_topic, partition) in self._app.consumer.assignment()

@@ -15,12 +15,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from core.partitioner import partition_for
 from core.routing import Routing
 from schemas.state import load_profile, sent_entry
 from streams.explain import explain, held_member
 from streams.partner_counts import Held, PartnerCounts
-from streams.processor import StateStore, state_key
+from streams.processor import StateStore, marks_key, state_key
+from streams.sync_marks import SyncMarks, caught_up, load_marks
 
 # Profiles read between two yields to the event loop.
 READ_CHUNK = 200
@@ -67,12 +70,15 @@ class OperatorReads:
         if not self.store.owns(partition):
             return 421, {"detail": "not mine", "partition": partition}
         stored = self.store.get(partition, state_key(partition, mpid))
-        state = load_profile(stored) if stored else None
+        state = caught_up(load_profile(stored), self._marks(partition)) if stored else None
         output = self.routing.find_output(connection.output_id)
         return 200, {
             **explain(mpid, state, connection, output, self.routing),
             "partition": partition,
         }
+
+    def _marks(self, partition: int) -> SyncMarks:
+        return load_marks(self.store.get(partition, marks_key(partition)))
 
     async def count_held(self, partition: int, counts: PartnerCounts) -> bool:
         """Count the profiles each (output, connection) holds in one partition, from its state,
@@ -80,6 +86,7 @@ class OperatorReads:
         adds what their writes change after it. False (nothing counted) when the partition was
         revoked or a rebalance started meanwhile."""
         held: Held = Counter()
+        marks = self._marks(partition)
         scan = self.store.items(partition)
         counts.begin(partition)  # in the snapshot's step: later writes are counted apart
         for index, (_, stored) in enumerate(scan):
@@ -87,10 +94,11 @@ class OperatorReads:
                 await asyncio.sleep(0)
                 if not self.settled() or not self.store.owns(partition):
                     return False
-            # A state that holds a send names its output; the test spares parsing the others.
-            if SENT_ENTRY not in stored:
+            # A state that holds a send names its output; the test spares parsing the others
+            # (unless a sync's mark may have sent it).
+            if SENT_ENTRY not in stored and not marks.marks:
                 continue
-            for connection_id, entry in load_profile(stored)["sent"].items():
+            for connection_id, entry in caught_up(load_profile(stored), marks)["sent"].items():
                 held[(sent_entry(entry)["output_id"], connection_id)] += 1
         return counts.establish(partition, held)
 
@@ -110,7 +118,13 @@ class OperatorReads:
         if not self.store.owns(partition):
             return 421, {"detail": "not mine", "partition": partition}
         after = query.get("after", "").encode()
-        needle = b'"' + connection_id.encode() + b'"'
+        marks = self._marks(partition)
+        # A state that the connection's partner holds names the connection, or, sent by a
+        # sync's mark, the connection's audience.
+        needles = [orjson.dumps(connection_id)]
+        for mark in marks.marks:
+            if connection_id in mark.connection_ids:
+                needles.extend(mark.needles())
         members: list[dict[str, Any]] = []
         last: bytes | None = None
         done = True
@@ -123,9 +137,9 @@ class OperatorReads:
                 done = False  # a member may follow: the page ends at the last one read
                 break
             last = key
-            if needle not in stored:
+            if not any(needle in stored for needle in needles):
                 continue
-            member = held_member(load_profile(stored), connection_id)
+            member = held_member(caught_up(load_profile(stored), marks), connection_id)
             if member is not None:
                 members.append(member)
         return 200, {

@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Protocol
 
-import orjson
-
 from core.dead_letters import dead_letter
 from core.errors import AckTimeoutError
 from core.routing import Routing
@@ -46,9 +44,18 @@ from schemas.parsing import InvalidRecordError, check_key, parse
 from schemas.plain import InputEventData, parse_membership_event, parse_profile_record
 from schemas.records import ConnectionConfig, SourceRef, SyncRequest
 from schemas.state import ProfileState, dump_profile, load_profile, new_profile
-from streams import metrics
+from streams import metrics, sync_marks
 from streams.forwarding import Decision, Source, decide, reconcile
 from streams.partner_counts import Held, PartnerCounts, held_change
+from streams.sync_marks import (
+    NO_MARKS,
+    SyncMark,
+    SyncMarks,
+    caught_up,
+    dump_marks,
+    load_marks,
+    new_mark,
+)
 from streams.tally import BatchMetrics
 
 log = logging.getLogger(__name__)
@@ -59,6 +66,9 @@ SYNC_CHUNK = 5000
 # next one runs: the state they hold in memory, and what a slow broker lets pile up.
 COMPLETING_MAX = 4
 TOO_LARGE = "too_large"
+# A sent entry's bytes beside the profile's identities and attributes and its ids: the keys,
+# record id, action, timestamps and generation (about 190).
+ENTRY_OVERHEAD = 512
 
 
 @dataclass(slots=True, init=False)
@@ -119,7 +129,7 @@ class StateStore(Protocol):
     def items(self, partition: int, after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """The partition's profiles (key, state) with keys after ``after``, in key order, read
         from a snapshot taken by this call: later writes are not seen. The partition's partner
-        counts (``counts_key``) are not among them."""
+        counts (``counts_key``) and sync marks (``marks_key``) are not among them."""
 
     def count(self, partition: int) -> int:
         """How many profiles the partition holds (RocksDB: its estimate, for progress)."""
@@ -149,6 +159,8 @@ class Limits:
     max_record_bytes: int
     max_identity_values: int
     ack_timeout_s: float
+    # Syncs a partition's states may lag behind (streams/sync_marks.py); 0: none.
+    sync_marks_max: int = 16
 
 
 @dataclass(slots=True)
@@ -170,6 +182,8 @@ class _Unit:
     metrics: BatchMetrics = field(default_factory=BatchMetrics)
     # partition -> what the batch's states change in the profiles each partner holds
     held: defaultdict[int, Held] = field(default_factory=lambda: defaultdict(Counter))
+    # partition -> its sync marks, read once per unit
+    marks: dict[int, SyncMarks] = field(default_factory=dict)
 
 
 def state_key(partition: int, mpid: str) -> bytes:
@@ -180,6 +194,11 @@ def state_key(partition: int, mpid: str) -> bytes:
 def counts_key(partition: int) -> bytes:
     """Table key of the partition's partner counts: an empty mpid, which no profile has."""
     return state_key(partition, "")
+
+
+def marks_key(partition: int) -> bytes:
+    """Table key of the partition's sync marks."""
+    return sync_marks.marks_key(counts_key(partition))
 
 
 def parse_input(topic_is_profiles: bool, key: bytes | None, value: bytes | None) -> InputEventData:
@@ -227,6 +246,7 @@ class InputProcessor:
         limits: Limits,
         config_applied: Callable[[SourceRef], Awaitable[None]],
         partner_counts: PartnerCounts | None = None,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.routing = routing
         self.store = store
@@ -235,6 +255,8 @@ class InputProcessor:
         self.limits = limits
         self.config_applied = config_applied
         self.partner_counts = partner_counts or PartnerCounts()
+        # Milliseconds since the epoch: a sync's records and marks carry it.
+        self.clock = clock
         # output_id -> its forward topic, created on the first record
         self._outbound_topics: dict[str, str] = {}
         # The completions of the units still completing, oldest first; the last one completes
@@ -243,6 +265,8 @@ class InputProcessor:
         # Until the store holds them, the states of those units (state key -> serialized
         # state, None deleted), the latest unit's for a key that several touched.
         self._unapplied: dict[bytes, bytes | None] = {}
+        # partition -> its sync marks as last read, and the bytes they were read from
+        self._marks: dict[int, tuple[bytes, SyncMarks]] = {}
 
     async def process(self, records: Sequence[InputRecord]) -> None:
         """Handle one batch; returns once its sends are acknowledged and its state writes are
@@ -295,13 +319,23 @@ class InputProcessor:
             return
         mpid = parsed["mpid"]
         key = state_key(record.partition, mpid)
+        marks = unit.marks.get(record.partition)
+        if marks is None:
+            marks = unit.marks[record.partition] = self._marks_of(record.partition)
         if key in unit.states:
             state = unit.states[key] or new_profile(mpid)
         else:
-            unapplied = self._unapplied
-            stored = unapplied[key] if key in unapplied else self.store.get(record.partition, key)
-            state = load_profile(stored) if stored else new_profile(mpid)
+            stored = self._stored(record.partition, key)
+            if stored:
+                state = load_profile(stored)
+                if marks.behind(state):
+                    state = caught_up(state, marks)
+            else:
+                state = new_profile(mpid)
         decision = decide(state, parsed, self.routing, record.source)
+        if marks.marks and decision.state is not None:
+            # The processor's own copy (loaded, or the decision's): it includes every mark.
+            decision.state["m"] = marks.seq
         try:
             encoded = self._encode(decision)
         except InvalidRecordError as error:
@@ -314,6 +348,22 @@ class InputProcessor:
         unit.touched[record.partition][key] = encoded
         unit.states[key] = decision.state
         held_change(state, decision.state, unit.held[record.partition])
+
+    def _stored(self, partition: int, key: bytes) -> bytes | None:
+        """The key's value as the units so far leave it, applied or not."""
+        unapplied = self._unapplied
+        return unapplied[key] if key in unapplied else self.store.get(partition, key)
+
+    def _marks_of(self, partition: int) -> SyncMarks:
+        raw = self._stored(partition, marks_key(partition))
+        if raw is None:
+            return NO_MARKS
+        cached = self._marks.get(partition)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        marks = load_marks(raw)
+        self._marks[partition] = (raw, marks)
+        return marks
 
     def _encode(self, decision: Decision) -> bytes | None:
         """The new state, serialized; too_large when it or a record would not fit."""
@@ -349,58 +399,123 @@ class InputProcessor:
         if not connections:
             return
         await self.settle()  # the scan reads the store: every earlier write is in it
-        # Cheap byte test before decoding: only profiles naming the audience or the connection.
-        needles = {orjson.dumps(c.audience_id) for c in connections.values()} | {
-            orjson.dumps(c.connection_id) for c in connections.values()
-        }
+        marks = self._marks_of(partition)
+        # Mark the sync instead of writing the states it changes, unless the partition's marks
+        # are at their limit: then write every state they change (clearing them) as well.
+        lazy = len(marks.marks) < self.limits.sync_marks_max
+        mark = new_mark(
+            marks.seq + 1, self.routing, connections.values(), requests[-1].source, self.clock()
+        )
+        # A state written here includes the marks so far, and this one unless it is written.
+        covered = mark.seq if lazy else marks.seq
+        # Cheap byte test before decoding: only profiles naming an audience or a connection.
+        needles = mark.needles() if lazy else mark.needles() | marks.needles()
         concerned = re.compile(b"|".join(re.escape(needle) for needle in sorted(needles))).search
+        unwritten_fits = self._unwritten_fits(mark, marks)
         started = time.monotonic()
         # The total is the store's estimate at first (RocksDB's), set to the exact count at
         # the end, so that the progress gauges agree once the sync is done.
         expected = self.store.count(partition)
         for connection_id in connections:
             metrics.SYNC_PROFILES.labels(connection_id).inc(expected)
-        source, timestamp, checked, sent = requests[-1].source, now_ms(), 0, 0
+        # Profiles the sync changed; of them, those whose state the mark stands for.
+        checked, sent, changed, deferred = 0, 0, 0, 0
         scan = self.store.items(partition)
         while chunk := list(islice(scan, SYNC_CHUNK)):
             unit = _Unit()
+            held = unit.held[partition]
             for key, stored in chunk:
                 if concerned(stored) is None:
                     continue
-                state = load_profile(stored)
-                decision = reconcile(state, self.routing, source, timestamp, only=connections)
+                loaded = load_profile(stored)
+                state = caught_up(loaded, marks) if marks.behind(loaded) else loaded
+                decision = reconcile(
+                    state, mark.routing, mark.source, mark.timestamp_ms, only=connections
+                )
                 if decision.state is state:
                     if decision.drops:
                         # Evaluated as a live event is: its drops count (a preview shows them).
                         unit.metrics.count(decision)
-                    continue
+                    if lazy or state is loaded:
+                        continue
+                else:
+                    changed += 1
+                    if lazy and unwritten_fits(stored):
+                        # The mark stands for this state: the sync's replay writes it.
+                        await self._send(unit, decision)
+                        sent += len(decision.records)
+                        deferred += 1
+                        held_change(state, decision.state, held)
+                        continue
+                written = decision.state
+                assert written is not None, "a reconcile never erases"
+                if covered:
+                    written["m"] = covered  # a copy: the reconcile's or the replay's
                 try:
                     encoded = self._encode(decision)
                 except InvalidRecordError:
-                    # Only a state written under a larger limit can get here; it stays as it is.
+                    # Only a state written under a larger limit can get here; it stays as it
+                    # is, with the syncs before this one (this one's replay would send nothing).
                     log.warning("sync skipped a profile whose records exceed the size limit")
+                    if state is not loaded or lazy:
+                        state["m"] = covered
+                        unit.touched[partition][key] = dump_profile(state)
                     continue
-                await self._send(unit, decision)
-                sent += len(decision.records)
+                if decision.state is not state:
+                    await self._send(unit, decision)
+                    sent += len(decision.records)
+                    held_change(state, decision.state, held)
                 unit.touched[partition][key] = encoded
-                held_change(state, decision.state, unit.held[partition])
+            if held:
+                unit.touched.setdefault(partition, {})  # the counts go with the chunk's writes
             await self._complete(unit)
             checked += len(chunk)
             for connection_id in connections:
                 metrics.SYNC_PROFILES_DONE.labels(connection_id).inc(len(chunk))
+        # A state written with this mark's number needs the mark too: a later one must not
+        # reuse it.
+        if changed if lazy else marks.marks:
+            await self.settle()  # every record the mark stands for is acknowledged
+            unit = _Unit()
+            after = marks.with_mark(mark) if lazy else marks.cleared()
+            unit.touched[partition][marks_key(partition)] = dump_marks(after)
+            await self._complete(unit)
         for connection_id in connections:
             metrics.SYNC_PROFILES.labels(connection_id).inc(checked - expected)
         await self.settle()
         self._resyncs_done(partition, connections.values())
         log.log(
             logging.INFO if checked else logging.DEBUG,
-            "sync of %s on partition %d: %d profiles checked, %d records sent in %.1f s",
+            "sync of %s on partition %d: %d profiles checked, %d records sent in %.1f s "
+            "(%d changed, %d of them left to the sync's mark)",
             ", ".join(sorted(connections)),
             partition,
             checked,
             sent,
             time.monotonic() - started,
+            changed,
+            deferred,
         )
+
+    def _unwritten_fits(self, mark: SyncMark, marks: SyncMarks) -> Callable[[bytes], bool]:
+        """Whether a stored state, once the pending marks and ``mark`` are replayed on it, is
+        sure to fit in a record: each replay adds at most one sent entry per connection, which
+        holds no more of the profile than the profile itself, and a few ids beside it."""
+        connections = len(mark.connection_ids) + sum(len(m.connection_ids) for m in marks.marks)
+        ids = 0
+        for held in (mark, *marks.marks):
+            for connection_id in held.connection_ids:
+                connection = held.routing.find_connection(connection_id)
+                if connection is not None:
+                    size = len(connection.audience_id) + len(connection.output_id)
+                    ids = max(ids, size + len(connection_id))
+        growth = connections * (ENTRY_OVERHEAD + 2 * ids)
+        limit = self.limits.max_record_bytes
+
+        def fits(stored: bytes) -> bool:
+            return len(stored) * (1 + connections) + growth <= limit
+
+        return fits
 
     def _resyncs_done(self, partition: int, connections: Iterable[ConnectionConfig]) -> None:
         """A finished scan served each live connection's current resync generation here; the
@@ -479,6 +594,8 @@ class InputProcessor:
             stored_counts = counts.to_store(partition, held)
             if stored_counts is not None:
                 touched[counts_key(partition)] = stored_counts
+            if not touched:
+                continue  # a sync's chunk that left its states to its mark
             written = await self.store.write(partition, touched)
             writes.append(self._applied(partition, written, held, stored_counts is not None))
         # Every partition's changelog records in flight at once: one acknowledgement round trip.

@@ -4,6 +4,7 @@ written only for owned partitions, size limits, dead letters, sync chunking, era
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import Awaitable, Iterator, Mapping
 from typing import Any
@@ -27,8 +28,10 @@ from streams.processor import (
     Limits,
     ProcessorTopics,
     counts_key,
+    marks_key,
     state_key,
 )
+from streams.sync_marks import caught_up, load_marks
 from tests.streams.test_forwarding import connection, output, routing_of
 
 PROFILES, MEMBERSHIPS, SYNC = "profile-updates", "audience-memberships", "forwarder-sync"
@@ -81,14 +84,12 @@ class Store:
 
     def items(self, partition: int, after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         held = self.data.get(partition, {})
-        return iter(
-            sorted(i for i in held.items() if i[0] > after and i[0] != counts_key(partition))
-        )
+        skipped = (counts_key(partition), marks_key(partition))
+        return iter(sorted(i for i in held.items() if i[0] > after and i[0] not in skipped))
 
     def count(self, partition: int) -> int:
-        return len(self.data.get(partition, {})) - (
-            counts_key(partition) in self.data.get(partition, {})
-        )
+        held = self.data.get(partition, {})
+        return len(held) - (counts_key(partition) in held) - (marks_key(partition) in held)
 
     def owns(self, partition: int) -> bool:
         return partition in self.owned
@@ -110,8 +111,11 @@ class Store:
                 held[key] = value
 
     def state(self, partition: int, mpid: str) -> ProfileState | None:
+        """The profile's state as every reader sees it: with the syncs its marks stand for."""
         raw = self.get(partition, state_key(partition, mpid))
-        return load_profile(raw) if raw else None
+        if not raw:
+            return None
+        return caught_up(load_profile(raw), load_marks(self.get(partition, marks_key(partition))))
 
 
 async def _outbound(output_id: str) -> str:
@@ -336,10 +340,14 @@ async def test_an_erasure_deletes_the_state_and_reports_per_output() -> None:
     assert {status["output_id"] for status in producer.on(ERASURE)} == {"ads", "mail"}
 
 
-async def test_a_sync_reconciles_every_member_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("marks_max", "writes"), [(0, 4), (16, 1)])
+async def test_a_sync_reconciles_every_member_in_chunks(
+    monkeypatch: pytest.MonkeyPatch, marks_max: int, writes: int
+) -> None:
     monkeypatch.setattr(processor_module, "SYNC_CHUNK", 3)
     members = [f"m{n}" for n in range(10)]
     routing, processor, producer, store = await ads_members(members)
+    processor.limits = dataclasses.replace(processor.limits, sync_marks_max=marks_max)
     routing.put_output(resolve_output(output("push", ["ios_idfa"])))
     routing.put_connection(connection("c-push", "push"))
     writes_before = store.writes
@@ -347,7 +355,8 @@ async def test_a_sync_reconciles_every_member_in_chunks(monkeypatch: pytest.Monk
     request = {"kind": "connection", "id": "c-push", "config": config}
     await processed(processor, [record(SYNC, "c-push", request)])
     assert sorted(r["mpid"] for r in producer.on("forward-push")) == sorted(members)
-    assert store.writes - writes_before == 4  # 10 members in chunks of 3
+    # 10 members in chunks of 3, each writing its states; or one mark standing for them all.
+    assert store.writes - writes_before == writes
     assert all("c-push" in (store.state(0, m) or {})["sent"] for m in members)
 
 

@@ -164,3 +164,47 @@ def test_a_sync_killed_midway_reaches_every_member_after_a_restart(tmp_path: Pat
         assert all(len(found) == 1 for found in ids.values()), "a member sent twice, one id"
     finally:
         worker.stop()
+
+
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_a_marked_sync_is_recovered_from_the_changelog(tmp_path: Path, store: str) -> None:
+    """A sync leaves its members' states to its mark (streams/sync_marks.py): a new worker
+    with an empty data dir reads the mark from the changelog, so it knows what the sync sent
+    and removes it when a member leaves, and counts it."""
+    name = f"recm-{uuid.uuid4().hex[:8]}"
+    env = {"FORWARDER_STORE": store}
+    mpids, audience = ["q1", "q2", "q3"], "aud-m"
+    first = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path / "first", extra_env=env)
+    first.start()
+    try:
+        configure(first, [custom_output("out-a", ["email"])], [connect("c-a", audience, "out-a")])
+        produce(
+            first.topic("profile-updates"),
+            [(m, profile(m, {"email": f"{m}@x.com"})) for m in mpids],
+        )
+        produce(first.topic("audience-memberships"), [(m, member(m, audience)) for m in mpids])
+        consume(first.topic("forward-out-a"), expected=len(mpids))
+        configure(first, [custom_output("out-b", ["email"])], [connect("c-b", audience, "out-b")])
+        consume(first.topic("forward-out-b"), expected=len(mpids))
+    finally:
+        first.stop()
+
+    second = Worker(prefix=name + ".", app_id=name, data_dir=tmp_path / "second", extra_env=env)
+    second.start()
+    try:
+        leaving = member("q2", audience, action="remove", ts=1764400000001)
+        produce(second.topic("audience-memberships"), [("q2", leaving)])
+        records = consume(second.topic("forward-out-b"), expected=len(mpids) + 1, settle=2)
+        assert [(v["mpid"], v["action"]) for _, v, _ in records][-1] == ("q2", "remove")
+        assert records[-1][1]["identities"] == [
+            {"type": "email", "value": "q2@x.com", "encoding": "raw"}
+        ]
+        second.wait_for(
+            lambda: (
+                second.metric("forwarder_partner_profiles", output_id="out-b", connection_id="c-b")
+                == len(mpids) - 1
+            ),
+            timeout=20,
+        )
+    finally:
+        second.stop()
