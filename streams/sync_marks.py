@@ -11,9 +11,9 @@ that touches it, by the next sync, by the operator reads. The replay reproduces 
 sync would have written, byte for byte, because nothing wrote the profile in between (any
 write includes every mark). The records the replay would send are dropped: the sync sent them.
 
-Marks pile up per partition until a sync finds ``max_marks`` of them: that sync writes every
-state the marks change, as syncs did before marks (``FORWARDER_SYNC_MARKS_MAX=0`` makes every
-sync do so), and clears them.
+Marks pile up per partition until a sync finds ``FORWARDER_SYNC_MARKS_MAX`` of them: that
+sync writes every state the marks change, as syncs did before marks, and clears them (0 makes
+every sync write its states).
 
 Plain data and plain functions, no Kafka and no asyncio.
 """
