@@ -219,6 +219,14 @@ def test_marked_syncs_send_and_store_what_writing_syncs_do(
         assert held == eager_states, f"sync_marks_max={marks_max} left other states"
 
 
+def config_after(history: list[list[tuple[Any, ...]]]) -> Routing:
+    """The config view after the history, read again from the config topics (a new worker's)."""
+    routing, offsets = base_routing(), iter(range(1, 10**6))
+    for operations in history:
+        batch_of(operations, routing, offsets)
+    return routing
+
+
 def _members_history() -> list[list[tuple[Any, ...]]]:
     joined: list[tuple[Any, ...]] = []
     for mpid in MPIDS:
@@ -256,11 +264,8 @@ async def test_the_next_event_writes_the_state_with_the_mark_and_sends_only_its_
 async def test_a_restarted_worker_reads_the_marks_from_the_table() -> None:
     history = _members_history()
     _, store = await run(history, marks_max=16)
-    # A new processor on the same store (a restart, or the partition's next owner), its
-    # config view read again from the config topics.
-    routing, offsets = base_routing(), iter(range(1, 100))
-    for operations in history:
-        batch_of(operations, routing, offsets)
+    # A new processor on the same store (a restart, or the partition's next owner).
+    routing = config_after(history)
     processor, after, _ = make(routing)
     processor.store = store
     removal = [("member", "m2", "aud-2", False, 9)]
@@ -310,10 +315,7 @@ def test_a_mark_holds_no_output_settings() -> None:
 async def test_operator_reads_see_what_a_marked_sync_sent() -> None:
     history = _members_history()
     _, store = await run(history, marks_max=16)
-    routing, offsets = base_routing(), iter(range(1, 100))
-    for operations in history:
-        batch_of(operations, routing, offsets)
-    reads = OperatorReads(routing, store, 1, lambda: True)
+    reads = OperatorReads(config_after(history), store, 1, lambda: True)
     status, answer = reads.explain({"connection_id": "c-push", "mpid": "m1"})
     assert (status, answer["verdict"]) == (200, "at_partner")
     status, page = await reads.members({"connection_id": "c-push", "partition": "0"})
