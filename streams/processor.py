@@ -420,10 +420,12 @@ class InputProcessor:
             metrics.SYNC_PROFILES.labels(connection_id).inc(expected)
         # Profiles the sync changed; of them, those whose state the mark stands for.
         checked, sent, changed, deferred = 0, 0, 0, 0
+        # What the states left to the mark change in the partner counts: applied with the mark,
+        # in the step that makes those states what a count reads.
+        marked_held: Held = Counter()
         scan = self.store.items(partition)
         while chunk := list(islice(scan, SYNC_CHUNK)):
             unit = _Unit()
-            held = unit.held[partition]
             for key, stored in chunk:
                 if concerned(stored) is None:
                     continue
@@ -445,7 +447,7 @@ class InputProcessor:
                         await self._send(unit, decision)
                         sent += len(decision.records)
                         deferred += 1
-                        held_change(state, decision.state, held)
+                        held_change(state, decision.state, marked_held)
                         continue
                 written = decision.state
                 assert written is not None, "a reconcile never erases"
@@ -464,10 +466,8 @@ class InputProcessor:
                 if decision.state is not state:
                     await self._send(unit, decision)
                     sent += len(decision.records)
-                    held_change(state, decision.state, held)
+                    held_change(state, decision.state, unit.held[partition])
                 unit.touched[partition][key] = encoded
-            if held:
-                unit.touched.setdefault(partition, {})  # the counts go with the chunk's writes
             await self._complete(unit)
             checked += len(chunk)
             for connection_id in connections:
@@ -479,6 +479,7 @@ class InputProcessor:
             unit = _Unit()
             after = marks.with_mark(mark) if lazy else marks.cleared()
             unit.touched[partition][marks_key(partition)] = dump_marks(after)
+            unit.held[partition] = marked_held
             await self._complete(unit)
         for connection_id in connections:
             metrics.SYNC_PROFILES.labels(connection_id).inc(checked - expected)
@@ -594,8 +595,13 @@ class InputProcessor:
             stored_counts = counts.to_store(partition, held)
             if stored_counts is not None:
                 touched[counts_key(partition)] = stored_counts
+            elif held and any(held.values()) and not counts.known(partition):
+                # Not counted here yet: the stored counts would miss this change, and a count
+                # restored from them later would stay wrong. Deleted, the next count reads the
+                # state instead.
+                touched[counts_key(partition)] = None
             if not touched:
-                continue  # a sync's chunk that left its states to its mark
+                continue  # a sync's chunk that left every state to its mark
             written = await self.store.write(partition, touched)
             writes.append(self._applied(partition, written, held, stored_counts is not None))
         # Every partition's changelog records in flight at once: one acknowledgement round trip.

@@ -507,6 +507,31 @@ async def test_the_partner_counts_are_stored_with_the_states_and_a_new_owner_res
     assert restored.snapshot() == fresh.snapshot() == expected
 
 
+async def test_a_change_written_before_the_partition_is_counted_is_not_missed_by_a_restore() -> (
+    None
+):
+    """A restarted worker handles events before it counts its partitions: the counts stored by
+    the worker before must not come back without those events' changes."""
+    routing, before, _, store = await ads_members([])
+    reads = OperatorReads(routing, store, partitions=8, settled=lambda: True)
+    assert await reads.count_held(0, before.partner_counts)
+    await processed(before, [r for m in ("m1", "m2") for r in (profile(m, ios_idfa=m), member(m))])
+    assert stored_counts(store, 0) == {("ads", "c-ads", "0"): 2}
+    restarted, _, _ = make(routing)
+    restarted.store = store
+    left = {"mpid": "m1", "audience_id": "aud-42", "action": "remove", "timestamp_ms": 4}
+    await processed(restarted, [record(MEMBERSHIPS, "m1", left)])
+    # What the restarted worker's count then reads: the stored counts, or, without them, the
+    # state.
+    count = PartnerCounts()
+    stored = store.get(0, counts_key(0))
+    if stored is not None:
+        count.restore(0, stored)
+    else:
+        assert await reads.count_held(0, count)
+    assert count.snapshot() == {("ads", "c-ads", "0"): 1}
+
+
 async def test_counts_read_from_the_profiles_are_stored_by_the_next_batch_whatever_it_touches() -> (
     None
 ):

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,8 +27,8 @@ from schemas.records import ConnectionConfig
 from schemas.state import ProfileState
 from streams.forwarding import Source
 from streams.operator_reads import OperatorReads
-from streams.partner_counts import PartnerCounts
-from streams.processor import InputRecord, marks_key, state_key
+from streams.partner_counts import PartnerCounts, load_counts
+from streams.processor import InputRecord, counts_key, marks_key, state_key
 from streams.sync_marks import SyncMarks, dump_marks, load_marks, new_mark
 from tests.streams.test_forwarding import output
 from tests.streams.test_processor import (
@@ -180,9 +182,14 @@ def _sync_request(kind: str, id_: str, offset: int) -> InputRecord:
     return _record(SYNC, id_, request, offset)
 
 
-async def run(history: list[list[tuple[Any, ...]]], marks_max: int) -> tuple[Producer, Store]:
+async def run(
+    history: list[list[tuple[Any, ...]]], marks_max: int, counts: PartnerCounts | None = None
+) -> tuple[Producer, Store]:
+    """The history through a new processor (keeping its partner counts in ``counts``)."""
     routing = base_routing()
     processor, producer, store = make(routing)
+    if counts is not None:
+        processor.partner_counts = counts
     processor.limits = dataclasses.replace(processor.limits, sync_marks_max=marks_max)
     offsets = iter(range(1, 10**6))
     # Every run sees the same clock: syncs stamp their records with it.
@@ -310,6 +317,25 @@ def test_a_mark_holds_no_output_settings() -> None:
     assert b"s3cr3t" not in raw
     loaded = load_marks(raw).marks[0].routing.find_output("mail2")
     assert loaded is not None and loaded.accepted_identities == resolved.accepted_identities
+
+
+@pytest.mark.parametrize("marks_max", [0, 16])
+async def test_the_partner_counts_include_a_syncs_members(marks_max: int) -> None:
+    history = _members_history()
+    history.append([("member", "m2", "aud-2", False, 9)])
+    # Counted from the start: the counts are stored with the writes (a restart reads them).
+    counted = PartnerCounts()
+    counted.begin(0)
+    counted.establish(0, Counter())
+    _, store = await run(history, marks_max, counted)
+    stored = store.get(0, counts_key(0))
+    assert stored is not None and load_counts(stored)[("push", "c-push")] == len(MPIDS) - 1
+    # A count of the state under way all along: the writes' changes are kept apart for it.
+    counting = PartnerCounts()
+    counting.begin(0)
+    await run(history, marks_max, counting)
+    assert counting.establish(0, Counter())
+    assert counting.snapshot()[("push", "c-push", "0")] == len(MPIDS) - 1
 
 
 async def test_operator_reads_see_what_a_marked_sync_sent() -> None:
