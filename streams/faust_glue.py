@@ -368,23 +368,14 @@ class TableStore:
 
     def items(self, partition: int, after: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         store = self._table.data
-        counts = counts_key(partition)
         if self._rocksdb:
-            skipped = {store.offset_key, counts, marks_key(partition), after}
+            skipped = {store.offset_key, counts_key(partition), marks_key(partition), after}
             # RocksDB's iterator reads from a snapshot taken here, in key order.
             pairs = store._db_for_partition(partition).items(
                 from_key=after or None, read_opt=self._scan_options
             )
             return ((key, value) for key, value in pairs if key not in skipped)
-        # The partition's key prefix is its counts key.
-        marks = marks_key(partition)
-        return iter(
-            sorted(
-                (key, value)
-                for key, value in store.data.items()
-                if key.startswith(counts) and key > after and key != counts and key != marks
-            )
-        )
+        return iter(sorted(item for item in self._memory_profiles(partition) if item[0] > after))
 
     def count(self, partition: int) -> int:
         store = self._table.data
@@ -393,11 +384,15 @@ class TableStore:
                 "rocksdb.estimate-num-keys"
             )
             return estimate
-        counts = counts_key(partition)  # also the partition's key prefix
+        return sum(1 for _ in self._memory_profiles(partition))
+
+    def _memory_profiles(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """The partition's profiles in the memory store, unordered."""
+        prefix = counts_key(partition)  # the partition's key prefix is its counts key
         marks = marks_key(partition)
-        return sum(
-            1 for key in store.data if key.startswith(counts) and key != counts and key != marks
-        )
+        for key, value in self._table.data.data.items():
+            if key.startswith(prefix) and key != prefix and key != marks:
+                yield key, value
 
     def owns(self, partition: int) -> bool:
         return TP(self._owner_topic, partition) in self._app.consumer.assignment()
