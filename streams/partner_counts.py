@@ -103,6 +103,13 @@ class PartnerCounts:
             return None
         return dump_counts(held + change if change else held)
 
+    def outdates_stored(self, partition: int, change: Held | None) -> bool:
+        """Whether a write changing the partition's counts by ``change`` must delete the counts
+        the table holds: they would miss the change while the partition is not counted here,
+        and a count restored from them later would stay wrong; without them, the next count
+        reads the state."""
+        return partition not in self._by_partition and any((change or {}).values())
+
     def unstored(self) -> list[int]:
         """Counted partitions whose counts the table does not hold yet."""
         return [partition for partition in self._by_partition if partition not in self._stored]

@@ -595,10 +595,7 @@ class InputProcessor:
             stored_counts = counts.to_store(partition, held)
             if stored_counts is not None:
                 touched[counts_key(partition)] = stored_counts
-            elif held and any(held.values()) and not counts.known(partition):
-                # Not counted here yet: the stored counts would miss this change, and a count
-                # restored from them later would stay wrong. Deleted, the next count reads the
-                # state instead.
+            elif counts.outdates_stored(partition, held):
                 touched[counts_key(partition)] = None
             if not touched:
                 continue  # a sync's chunk that left every state to its mark
